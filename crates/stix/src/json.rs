@@ -1,0 +1,219 @@
+//! Strict JSON: the parser every untrusted byte goes through, and RFC 8785 canonical form.
+//!
+//! `serde_json` silently keeps the last of duplicate keys; two consumers of the same
+//! bytes may then disagree about what an object says (one of the classic smuggling
+//! tricks against sharing filters). [`parse_strict`] refuses duplicate keys, invalid
+//! UTF-8 and nesting deeper than a limit, and reports the byte offset of the fault.
+
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A JSON document that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (line {line}, column {column})")]
+pub struct JsonError {
+    /// What was wrong.
+    pub message: String,
+    /// 1-based line within the parsed text.
+    pub line: usize,
+    /// 1-based column within the parsed text.
+    pub column: usize,
+}
+
+/// Default maximum nesting depth of objects and arrays in one STIX object.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Parses one JSON value, refusing duplicate object keys, invalid UTF-8, trailing
+/// content and nesting deeper than `max_depth`.
+pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let offset = e.valid_up_to();
+        let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = offset
+            - bytes[..offset]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        return Err(JsonError {
+            message: format!("invalid UTF-8 at byte {offset}"),
+            line,
+            column,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let to_err = |e: serde_json::Error| JsonError {
+        message: strip_position(&e.to_string()),
+        line: e.line(),
+        column: e.column(),
+    };
+    let value = StrictSeed {
+        depth_left: max_depth,
+    }
+    .deserialize(&mut de)
+    .map_err(to_err)?;
+    de.end().map_err(to_err)?;
+    Ok(value)
+}
+
+/// serde_json appends " at line X column Y"; we carry those as fields instead.
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+struct StrictSeed {
+    depth_left: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor {
+            depth_left: self.depth_left,
+        })
+    }
+}
+
+struct StrictVisitor {
+    depth_left: usize,
+}
+
+impl StrictVisitor {
+    fn nested<E: serde::de::Error>(&self) -> Result<StrictSeed, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(StrictSeed { depth_left }),
+            None => Err(E::custom("JSON nested too deeply")),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self.nested()?)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+            let v = map.next_value_seed(self.nested()?)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// RFC 8785 (JSON Canonicalization Scheme) form of a value: sorted keys (by UTF-16 code
+/// units), no whitespace, ECMAScript number formatting. Signatures and content digests are
+/// computed over this form.
+pub fn canonical(value: &Value) -> String {
+    // Serialising a `serde_json::Value` cannot fail: every key is a string and every
+    // number is finite.
+    serde_json_canonicalizer::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_with_position() {
+        let e = parse_strict(br#"{"a":1,"b":{"c":1,"c":2}}"#, 8).unwrap_err();
+        assert!(e.message.contains("duplicate key \"c\""), "{e}");
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn depth_limit() {
+        let deep = format!("{}{}", "[".repeat(20), "]".repeat(20));
+        assert!(parse_strict(deep.as_bytes(), 30).is_ok());
+        let e = parse_strict(deep.as_bytes(), 10).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_and_trailing() {
+        let e = parse_strict(b"{\"a\":\"\xff\"}", 8).unwrap_err();
+        assert!(e.message.contains("invalid UTF-8 at byte 6"), "{e}");
+        assert!(parse_strict(b"{} {}", 8).is_err());
+        assert!(parse_strict(br#"{"a":"\ud800"}"#, 8).is_err());
+    }
+
+    /// RFC 8785 §3.2.2 / Appendix B examples.
+    #[test]
+    fn rfc8785_vectors() {
+        let v = parse_strict(
+            br#"{
+              "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+              "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+              "literals": [null, true, false]
+            }"#,
+            8,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical(&v),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+        // Keys sort by UTF-16 code units (RFC 8785 §3.2.3 example).
+        let v = parse_strict(
+            "{\"\\u20ac\":\"Euro Sign\",\"\\r\":\"Carriage Return\",\"\\ufb33\":\"Hebrew Letter Dalet With Dagesh\",\"1\":\"One\",\"\\ud83d\\ude00\":\"Emoji: Grinning Face\",\"\\u0080\":\"Control\",\"\\u00f6\":\"Latin Small Letter O With Diaeresis\"}".as_bytes(),
+            8,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical(&v),
+            "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"ö\":\"Latin Small Letter O With Diaeresis\",\"€\":\"Euro Sign\",\"😀\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
+        );
+        for (input, want) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("1e21", "1e+21"),
+            ("1e20", "100000000000000000000"),
+            ("0.1", "0.1"),
+            ("5e-324", "5e-324"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("9007199254740992", "9007199254740992"),
+            ("-1.5e-7", "-1.5e-7"),
+            ("123456789012345680000", "123456789012345680000"),
+        ] {
+            let v = parse_strict(input.as_bytes(), 8).unwrap();
+            assert_eq!(canonical(&v), want, "number {input}");
+        }
+    }
+}
