@@ -1,1 +1,329 @@
-//! placeholder
+//! # phalanx-store
+//!
+//! Persistence for a Phalanx node behind the [`Store`] trait: TAXII API roots,
+//! collections, and every version of every STIX object with its original JSON, its
+//! collection and its `date_added`. [`SqliteStore`] is the embedded default (one file,
+//! WAL, `synchronous=FULL`: a committed batch survives `kill -9` and power loss).
+//!
+//! Rules the store enforces for every backend:
+//! - **Idempotent ingest.** (id, version) identifies an object version within a
+//!   collection; the version is `modified` (else `created`; SCOs are unversioned).
+//!   Re-ingesting identical content is [`IngestOutcome::Duplicate`]; different content
+//!   under the same key is [`IngestOutcome::Conflict`] and nothing is overwritten.
+//! - **Exact pagination.** `date_added` is in microseconds and strictly increasing within
+//!   a collection, assigned under the write lock, so a keyset cursor on it never skips
+//!   or repeats an object.
+//! - **Batches are transactions.** [`Store::ingest`] stores a whole batch or nothing.
+//!
+//! ```
+//! use phalanx_store::{NewCollection, ObjectQuery, SqliteStore, Store};
+//! use phalanx_stix::{StixObject, validate};
+//!
+//! let store = SqliteStore::open_in_memory().unwrap();
+//! store.ensure_api_root("default", "Default API root").unwrap();
+//! let c = store.create_collection("default", &NewCollection::named("intel")).unwrap();
+//! let obj = StixObject::parse(br#"{"type":"ipv4-addr","id":"ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4","value":"198.51.100.3"}"#, 64).unwrap();
+//! let (valid, _) = validate(obj).unwrap();
+//! let outcomes = store.ingest(&c.id, &[valid], 1_700_000_000_000_000).unwrap();
+//! assert!(outcomes[0].is_added());
+//! let page = store.query(&ObjectQuery::new(&c.id)).unwrap();
+//! assert_eq!(page.items.len(), 1);
+//! ```
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use phalanx_stix::{Timestamp, ValidObject};
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A create would collide with an existing thing.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// An argument is invalid (bad alias, bad timestamp, ...).
+    #[error("invalid {0}")]
+    Invalid(String),
+    /// Stored data is not what this version of Phalanx wrote.
+    #[error("store is corrupt or from an incompatible version: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A TAXII API root.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiRoot {
+    /// Path segment (`default` → `/default/`).
+    pub name: String,
+    /// TAXII `title`.
+    pub title: String,
+    /// TAXII `description`.
+    pub description: Option<String>,
+    /// TAXII `max_content_length` in bytes.
+    pub max_content_length: u64,
+}
+
+/// Default `max_content_length` of a new API root (100 MiB).
+pub const DEFAULT_MAX_CONTENT_LENGTH: u64 = 100 * 1024 * 1024;
+
+/// A TAXII collection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Collection {
+    /// TAXII `id` (UUIDv4).
+    pub id: String,
+    /// The API root it belongs to.
+    pub api_root: String,
+    /// TAXII `title`.
+    pub title: String,
+    /// TAXII `description`.
+    pub description: Option<String>,
+    /// TAXII `alias`, unique within the API root.
+    pub alias: Option<String>,
+    /// Default read permission (`can_read`) for callers without an explicit grant.
+    pub can_read: bool,
+    /// Default write permission (`can_write`).
+    pub can_write: bool,
+    /// TAXII `media_types`.
+    pub media_types: Vec<String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct NewCollection {
+    /// Explicit id (restore), else a new UUIDv4.
+    pub id: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Alias.
+    pub alias: Option<String>,
+    /// Default read permission.
+    pub can_read: bool,
+    /// Default write permission.
+    pub can_write: bool,
+    /// Media types (empty: STIX 2.1).
+    pub media_types: Vec<String>,
+}
+
+impl NewCollection {
+    /// A readable, writable STIX 2.1 collection whose title and alias are `name`.
+    pub fn named(name: &str) -> NewCollection {
+        NewCollection {
+            id: None,
+            title: name.to_owned(),
+            description: None,
+            alias: Some(name.to_owned()),
+            can_read: true,
+            can_write: true,
+            media_types: Vec::new(),
+        }
+    }
+}
+
+/// What happened to one object of an ingested batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored as a new version.
+    Added {
+        /// Its `date_added` (µs since the epoch).
+        date_added: i64,
+    },
+    /// The identical version was already stored; nothing changed.
+    Duplicate,
+    /// A different object is stored under the same (id, version); nothing changed.
+    Conflict {
+        /// `date_added` of the stored version.
+        existing_date_added: i64,
+    },
+}
+
+impl IngestOutcome {
+    /// Whether the object was newly stored.
+    pub fn is_added(&self) -> bool {
+        matches!(self, IngestOutcome::Added { .. })
+    }
+}
+
+/// Which versions of each object a query returns (TAXII `match[version]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionFilter {
+    /// `all`: every version.
+    pub all: bool,
+    /// `first`: the earliest version.
+    pub first: bool,
+    /// `last`: the latest version (the default).
+    pub last: bool,
+    /// Exact versions (`modified` timestamps).
+    pub exact: Vec<Timestamp>,
+}
+
+impl Default for VersionFilter {
+    fn default() -> Self {
+        VersionFilter {
+            all: false,
+            first: false,
+            last: true,
+            exact: Vec::new(),
+        }
+    }
+}
+
+impl VersionFilter {
+    /// Every version.
+    pub fn all() -> Self {
+        VersionFilter {
+            all: true,
+            first: false,
+            last: false,
+            exact: Vec::new(),
+        }
+    }
+
+    /// Parses a TAXII `match[version]` value: `first`, `last`, `all` or timestamps,
+    /// comma-separated.
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut f = VersionFilter {
+            all: false,
+            first: false,
+            last: false,
+            exact: Vec::new(),
+        };
+        for part in s.split(',') {
+            match part {
+                "all" => f.all = true,
+                "first" => f.first = true,
+                "last" => f.last = true,
+                t => f.exact.push(Timestamp::parse(t).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "version {t:?}: expected first, last, all or a timestamp ({e})"
+                    ))
+                })?),
+            }
+        }
+        if f.all && (f.first || f.last || !f.exact.is_empty()) {
+            return Err(StoreError::Invalid(
+                "version: \"all\" must be used alone".into(),
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// A query over one collection: the TAXII filters plus a keyset cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectQuery {
+    /// Collection id.
+    pub collection: String,
+    /// Only objects added strictly after this `date_added` (µs).
+    pub added_after: Option<i64>,
+    /// Keyset cursor: only objects with `date_added` strictly after this (µs); the last
+    /// `date_added` of the previous page.
+    pub after: Option<i64>,
+    /// At most this many items (the page may be shorter only at the end).
+    pub limit: usize,
+    /// `match[id]` (ORed).
+    pub ids: Vec<String>,
+    /// `match[type]` (ORed).
+    pub types: Vec<String>,
+    /// `match[version]`.
+    pub versions: VersionFilter,
+    /// `match[spec_version]` (ORed); empty: any.
+    pub spec_versions: Vec<String>,
+}
+
+impl ObjectQuery {
+    /// Latest versions of everything in a collection, first page of 1000.
+    pub fn new(collection: &str) -> Self {
+        ObjectQuery {
+            collection: collection.to_owned(),
+            added_after: None,
+            after: None,
+            limit: 1000,
+            ids: Vec::new(),
+            types: Vec::new(),
+            versions: VersionFilter::default(),
+            spec_versions: Vec::new(),
+        }
+    }
+}
+
+/// One stored object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// STIX id.
+    pub id: String,
+    /// STIX type.
+    pub object_type: String,
+    /// Spec version.
+    pub spec_version: String,
+    /// The TAXII version of this record: `modified`, else `created`, else `date_added`
+    /// (for unversioned SCOs), as a timestamp.
+    pub version: Timestamp,
+    /// `date_added` (µs since the epoch).
+    pub date_added: i64,
+    /// The original JSON text (empty for manifest queries).
+    pub raw: String,
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, ascending by `date_added`.
+    pub items: Vec<T>,
+    /// More items match after this page.
+    pub more: bool,
+}
+
+/// Persistence for a node. Implementations are safe to share between threads.
+pub trait Store: Send + Sync {
+    /// Creates an API root if it does not exist; returns it.
+    fn ensure_api_root(&self, name: &str, title: &str) -> Result<ApiRoot>;
+    /// Inserts or replaces an API root (restore).
+    fn put_api_root(&self, root: &ApiRoot) -> Result<()>;
+    /// All API roots, by name.
+    fn api_roots(&self) -> Result<Vec<ApiRoot>>;
+    /// Creates a collection in an API root.
+    fn create_collection(&self, api_root: &str, c: &NewCollection) -> Result<Collection>;
+    /// Collections, all or of one API root, in a stable order (by creation).
+    fn collections(&self, api_root: Option<&str>) -> Result<Vec<Collection>>;
+    /// Finds a collection by id, alias or title (in that order of preference).
+    fn find_collection(&self, key: &str) -> Result<Collection>;
+    /// Stores a batch in one transaction, assigning `date_added` from `now_us` on.
+    fn ingest(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        now_us: i64,
+    ) -> Result<Vec<IngestOutcome>>;
+    /// Stores a batch with given `date_added` values (restore); duplicates are skipped.
+    fn ingest_with_dates(
+        &self,
+        collection: &str,
+        objects: &[(ValidObject, i64)],
+    ) -> Result<Vec<IngestOutcome>>;
+    /// Objects matching a query.
+    fn query(&self, q: &ObjectQuery) -> Result<Page<StoredObject>>;
+    /// Manifest records (as [`Store::query`], without the JSON text).
+    fn manifest(&self, q: &ObjectQuery) -> Result<Page<StoredObject>>;
+    /// Deletes the versions of one object that match `versions` and `spec_versions`;
+    /// returns how many were deleted.
+    fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        versions: &VersionFilter,
+        spec_versions: &[String],
+    ) -> Result<usize>;
+    /// Number of object versions in a collection.
+    fn count(&self, collection: &str) -> Result<u64>;
+}

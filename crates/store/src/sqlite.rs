@@ -1,0 +1,578 @@
+//! The embedded SQLite backend.
+//!
+//! SQL is kept portable (TEXT, BIGINT, INTEGER flags, no SQLite-only functions in
+//! queries) so a PostgreSQL backend can share the schema.
+
+use crate::{
+    ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, IngestOutcome, NewCollection, ObjectQuery,
+    Page, Result, Store, StoreError, StoredObject, VersionFilter,
+};
+use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE api_roots (
+    name TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    description TEXT,
+    max_content_length BIGINT NOT NULL
+);
+CREATE TABLE collections (
+    id TEXT PRIMARY KEY,
+    api_root TEXT NOT NULL REFERENCES api_roots(name),
+    title TEXT NOT NULL,
+    description TEXT,
+    alias TEXT,
+    can_read INTEGER NOT NULL,
+    can_write INTEGER NOT NULL,
+    media_types TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    UNIQUE (api_root, alias)
+);
+CREATE TABLE objects (
+    seq INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL REFERENCES collections(id),
+    stix_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    spec_version TEXT NOT NULL,
+    vkey TEXT NOT NULL,
+    version TEXT,
+    date_added BIGINT NOT NULL,
+    is_first INTEGER NOT NULL,
+    is_last INTEGER NOT NULL,
+    raw TEXT NOT NULL,
+    UNIQUE (collection, stix_id, vkey)
+);
+CREATE UNIQUE INDEX objects_by_date ON objects (collection, date_added);
+CREATE INDEX objects_latest ON objects (collection, is_last, date_added);
+";
+
+/// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
+/// and WAL lets other processes (a CLI next to a running server) read meanwhile.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+/// The version key of an object: its normalised `modified`/`created` (9 fraction digits,
+/// so text order is time order), or empty for unversioned SCOs.
+fn version_of(o: &StixObject) -> (String, Option<String>) {
+    if o.class() == ObjectClass::Sco {
+        return (String::new(), None);
+    }
+    let raw = o.str_prop("modified").or_else(|| o.str_prop("created"));
+    match o.version() {
+        Some(t) => (t.format(9), raw.map(str::to_owned)),
+        None => (String::new(), None),
+    }
+}
+
+fn vkey(t: &Timestamp) -> String {
+    t.format(9)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in a file.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path)?;
+        SqliteStore::init(conn)
+    }
+
+    /// A private in-memory store (tests, examples).
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        SqliteStore::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStore> {
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                conn.execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(StoreError::Corrupt(format!(
+                    "schema version {v}, this build knows {SCHEMA_VERSION}"
+                )));
+            }
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
+        // roll back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ingest_tx(
+        &self,
+        collection: &str,
+        objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>)>,
+        now_us: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM collections WHERE id = ?1",
+                [collection],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if !exists {
+            return Err(StoreError::NotFound(format!("collection {collection}")));
+        }
+        // Read under the write lock: no other writer can assign date_added meanwhile.
+        let mut last: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(date_added), 0) FROM objects WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        let mut out = Vec::new();
+        for (o, given) in objects {
+            let date = match given {
+                Some(d) => d,
+                None => now_us.max(last + 1),
+            };
+            let outcome = insert_one(&tx, collection, o, date)?;
+            if let IngestOutcome::Added { date_added } = outcome {
+                last = last.max(date_added);
+            }
+            out.push(outcome);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn select(&self, q: &ObjectQuery, with_raw: bool) -> Result<Page<StoredObject>> {
+        let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
+        sql.push_str(if with_raw { "raw" } else { "''" });
+        sql.push_str(" FROM objects WHERE collection = ?");
+        let mut args: Vec<rusqlite::types::Value> = vec![q.collection.clone().into()];
+        let floor = q.added_after.max(q.after);
+        if let Some(f) = floor {
+            sql.push_str(" AND date_added > ?");
+            args.push(f.into());
+        }
+        in_list(&mut sql, &mut args, "stix_id", &q.ids);
+        in_list(&mut sql, &mut args, "type", &q.types);
+        in_list(&mut sql, &mut args, "spec_version", &q.spec_versions);
+        match version_clause(&q.versions, &mut args) {
+            Some(clause) => sql.push_str(&clause),
+            None => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    more: false,
+                });
+            }
+        }
+        let limit = q.limit.max(1);
+        sql.push_str(" ORDER BY date_added LIMIT ?");
+        args.push((limit as i64 + 1).into());
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut items = stmt
+            .query_map(params_from_iter(args), |r| {
+                let date_added: i64 = r.get(4)?;
+                let version: Option<String> = r.get(3)?;
+                Ok(StoredObject {
+                    id: r.get(0)?,
+                    object_type: r.get(1)?,
+                    spec_version: r.get(2)?,
+                    version: version
+                        .and_then(|v| Timestamp::parse(&v).ok())
+                        .unwrap_or_else(|| Timestamp::from_micros(date_added)),
+                    date_added,
+                    raw: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, more })
+    }
+}
+
+fn in_list(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    column: &str,
+    values: &[String],
+) {
+    if values.is_empty() {
+        return;
+    }
+    sql.push_str(&format!(
+        " AND {column} IN ({})",
+        vec!["?"; values.len()].join(",")
+    ));
+    args.extend(values.iter().map(|v| v.clone().into()));
+}
+
+/// The SQL condition (with a leading ` AND`) for a version filter, pushing its
+/// arguments; `None` when the filter matches nothing.
+fn version_clause(v: &VersionFilter, args: &mut Vec<rusqlite::types::Value>) -> Option<String> {
+    if v.all {
+        return Some(String::new());
+    }
+    let mut alts = Vec::new();
+    if v.last {
+        alts.push("is_last = 1".to_owned());
+    }
+    if v.first {
+        alts.push("is_first = 1".to_owned());
+    }
+    if !v.exact.is_empty() {
+        alts.push(format!("vkey IN ({})", vec!["?"; v.exact.len()].join(",")));
+        args.extend(v.exact.iter().map(|t| vkey(t).into()));
+    }
+    (!alts.is_empty()).then(|| format!(" AND ({})", alts.join(" OR ")))
+}
+
+fn insert_one(
+    tx: &Transaction<'_>,
+    collection: &str,
+    o: &ValidObject,
+    date_added: i64,
+) -> Result<IngestOutcome> {
+    let (key, version) = version_of(o);
+    let id = o.id();
+    let (count, min, max): (i64, Option<String>, Option<String>) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(vkey), MAX(vkey) FROM objects WHERE collection = ?1 AND stix_id = ?2",
+        )?
+        .query_row(params![collection, id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if count > 0 {
+        let existing: Option<(String, i64)> = tx
+            .prepare_cached(
+                "SELECT raw, date_added FROM objects WHERE collection = ?1 AND stix_id = ?2 AND vkey = ?3",
+            )?
+            .query_row(params![collection, id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((raw, existing_date_added)) = existing {
+            let same = raw == o.raw()
+                || StixObject::parse(raw.as_bytes(), 128)
+                    .map(|stored| stored.same_content(o))
+                    .unwrap_or(false);
+            return Ok(if same {
+                IngestOutcome::Duplicate
+            } else {
+                IngestOutcome::Conflict {
+                    existing_date_added,
+                }
+            });
+        }
+    }
+    let is_last = count == 0 || max.as_deref().is_some_and(|m| key.as_str() > m);
+    let is_first = count == 0 || min.as_deref().is_some_and(|m| key.as_str() < m);
+    if count > 0 && is_last {
+        tx.prepare_cached(
+            "UPDATE objects SET is_last = 0 WHERE collection = ?1 AND stix_id = ?2 AND is_last = 1",
+        )?
+        .execute(params![collection, id])?;
+    }
+    if count > 0 && is_first {
+        tx.prepare_cached(
+            "UPDATE objects SET is_first = 0 WHERE collection = ?1 AND stix_id = ?2 AND is_first = 1",
+        )?
+        .execute(params![collection, id])?;
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO objects (collection, stix_id, type, spec_version, vkey, version, date_added, is_first, is_last, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            collection,
+            id,
+            o.object_type(),
+            o.spec_version().unwrap_or("2.1"),
+            key,
+            version,
+            date_added,
+            is_first,
+            is_last,
+            o.raw(),
+        ]);
+    match inserted {
+        Ok(_) => Ok(IngestOutcome::Added { date_added }),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists(format!(
+                "date_added {date_added} in collection {collection}"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Recomputes the first/last flags of one object after a deletion.
+fn refresh_flags(tx: &Transaction<'_>, collection: &str, id: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE objects SET
+            is_first = CASE WHEN vkey = (SELECT MIN(vkey) FROM objects WHERE collection = ?1 AND stix_id = ?2) THEN 1 ELSE 0 END,
+            is_last = CASE WHEN vkey = (SELECT MAX(vkey) FROM objects WHERE collection = ?1 AND stix_id = ?2) THEN 1 ELSE 0 END
+         WHERE collection = ?1 AND stix_id = ?2",
+        params![collection, id],
+    )?;
+    Ok(())
+}
+
+fn is_alias(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn collection_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
+    let media: String = r.get(7)?;
+    Ok(Collection {
+        id: r.get(0)?,
+        api_root: r.get(1)?,
+        title: r.get(2)?,
+        description: r.get(3)?,
+        alias: r.get(4)?,
+        can_read: r.get(5)?,
+        can_write: r.get(6)?,
+        media_types: media
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+const COLLECTION_COLUMNS: &str =
+    "id, api_root, title, description, alias, can_read, can_write, media_types";
+
+impl Store for SqliteStore {
+    fn ensure_api_root(&self, name: &str, title: &str) -> Result<ApiRoot> {
+        if !is_alias(name) {
+            return Err(StoreError::Invalid(format!(
+                "API root name {name:?} (use letters, digits, '-', '_', '.')"
+            )));
+        }
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, NULL, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, title, DEFAULT_MAX_CONTENT_LENGTH as i64],
+        )?;
+        let root = conn.query_row(
+            "SELECT name, title, description, max_content_length FROM api_roots WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(ApiRoot {
+                    name: r.get(0)?,
+                    title: r.get(1)?,
+                    description: r.get(2)?,
+                    max_content_length: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )?;
+        Ok(root)
+    }
+
+    fn put_api_root(&self, root: &ApiRoot) -> Result<()> {
+        if !is_alias(&root.name) {
+            return Err(StoreError::Invalid(format!(
+                "API root name {:?}",
+                root.name
+            )));
+        }
+        self.conn().execute(
+            "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET title = excluded.title, description = excluded.description,
+             max_content_length = excluded.max_content_length",
+            params![root.name, root.title, root.description, root.max_content_length as i64],
+        )?;
+        Ok(())
+    }
+
+    fn api_roots(&self) -> Result<Vec<ApiRoot>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, title, description, max_content_length FROM api_roots ORDER BY name",
+        )?;
+        let roots = stmt
+            .query_map([], |r| {
+                Ok(ApiRoot {
+                    name: r.get(0)?,
+                    title: r.get(1)?,
+                    description: r.get(2)?,
+                    max_content_length: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(roots)
+    }
+
+    fn create_collection(&self, api_root: &str, c: &NewCollection) -> Result<Collection> {
+        if let Some(a) = &c.alias
+            && !is_alias(a)
+        {
+            return Err(StoreError::Invalid(format!(
+                "collection alias {a:?} (use letters, digits, '-', '_', '.')"
+            )));
+        }
+        if c.title.trim().is_empty() {
+            return Err(StoreError::Invalid("collection title (empty)".into()));
+        }
+        let id = match &c.id {
+            Some(id) => uuid::Uuid::parse_str(id)
+                .map_err(|_| StoreError::Invalid(format!("collection id {id:?} (not a UUID)")))?
+                .to_string(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let media = if c.media_types.is_empty() {
+            phalanx_stix::STIX_MEDIA_TYPE.to_owned()
+        } else {
+            c.media_types.join(",")
+        };
+        let conn = self.conn();
+        let root_exists = conn
+            .query_row(
+                "SELECT 1 FROM api_roots WHERE name = ?1",
+                [api_root],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !root_exists {
+            return Err(StoreError::NotFound(format!("API root {api_root:?}")));
+        }
+        let clash: Option<String> = conn
+            .query_row(
+                "SELECT id FROM collections WHERE id = ?1 OR (api_root = ?2 AND alias = ?3)",
+                params![id, api_root, c.alias],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if clash.is_some() {
+            return Err(StoreError::Exists(format!(
+                "collection {}",
+                c.alias.as_deref().unwrap_or(&id)
+            )));
+        }
+        conn.execute(
+            "INSERT INTO collections (id, api_root, title, description, alias, can_read, can_write, media_types, position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT COALESCE(MAX(position), 0) + 1 FROM collections))",
+            params![id, api_root, c.title, c.description, c.alias, c.can_read, c.can_write, media],
+        )?;
+        drop(conn);
+        self.find_collection(&id)
+    }
+
+    fn collections(&self, api_root: Option<&str>) -> Result<Vec<Collection>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE ?1 IS NULL OR api_root = ?1 ORDER BY position"
+        ))?;
+        let cols = stmt
+            .query_map([api_root], collection_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(cols)
+    }
+
+    fn find_collection(&self, key: &str) -> Result<Collection> {
+        let conn = self.conn();
+        for column in ["id", "alias", "title"] {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLLECTION_COLUMNS} FROM collections WHERE {column} = ?1 ORDER BY position"
+            ))?;
+            let found = stmt
+                .query_map([key], collection_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            match found.len() {
+                0 => continue,
+                1 => return Ok(found.into_iter().next().expect("one element")),
+                n => {
+                    return Err(StoreError::Invalid(format!(
+                        "collection {key:?}: {n} collections have that {column}; use the id"
+                    )));
+                }
+            }
+        }
+        Err(StoreError::NotFound(format!("collection {key:?}")))
+    }
+
+    fn ingest(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        now_us: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_tx(collection, &mut objects.iter().map(|o| (o, None)), now_us)
+    }
+
+    fn ingest_with_dates(
+        &self,
+        collection: &str,
+        objects: &[(ValidObject, i64)],
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_tx(
+            collection,
+            &mut objects.iter().map(|(o, d)| (o, Some(*d))),
+            0,
+        )
+    }
+
+    fn query(&self, q: &ObjectQuery) -> Result<Page<StoredObject>> {
+        self.select(q, true)
+    }
+
+    fn manifest(&self, q: &ObjectQuery) -> Result<Page<StoredObject>> {
+        self.select(q, false)
+    }
+
+    fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        versions: &VersionFilter,
+        spec_versions: &[String],
+    ) -> Result<usize> {
+        let mut sql = String::from("DELETE FROM objects WHERE collection = ? AND stix_id = ?");
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![collection.to_owned().into(), id.to_owned().into()];
+        in_list(&mut sql, &mut args, "spec_version", spec_versions);
+        match version_clause(versions, &mut args) {
+            Some(clause) => sql.push_str(&clause),
+            None => return Ok(0),
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(&sql, params_from_iter(args))?;
+        if n > 0 {
+            refresh_flags(&tx, collection, id)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn count(&self, collection: &str) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM objects WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,202 @@
+//! The SQLite store against a real database file.
+
+use phalanx_stix::{StixObject, Timestamp, ValidObject, validate};
+use phalanx_store::{
+    IngestOutcome, NewCollection, ObjectQuery, SqliteStore, Store, StoreError, VersionFilter,
+};
+use serde_json::json;
+
+fn obj(id: &str, modified: &str, name: &str) -> ValidObject {
+    let v = json!({"type": "malware", "spec_version": "2.1", "id": id,
+        "created": "2020-01-01T00:00:00.000Z", "modified": modified, "name": name, "is_family": true});
+    validate(StixObject::from_value(v).unwrap()).unwrap().0
+}
+
+fn indicator(i: u32) -> ValidObject {
+    let v = json!({"type": "indicator", "spec_version": "2.1",
+        "id": format!("indicator--{:08x}-0000-4000-8000-000000000000", i),
+        "created": "2020-01-01T00:00:00.000Z", "modified": "2020-01-01T00:00:00.000Z",
+        "pattern": format!("[ipv4-addr:value = '10.0.{}.{}']", i / 256 % 256, i % 256),
+        "pattern_type": "stix", "valid_from": "2020-01-01T00:00:00Z"});
+    validate(StixObject::from_value(v).unwrap()).unwrap().0
+}
+
+const M: &str = "malware--31b940d4-6f7f-459a-80ea-9c1f17b5891b";
+
+fn setup() -> (tempfile::TempDir, SqliteStore, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("phalanx.db")).unwrap();
+    store.ensure_api_root("default", "Default").unwrap();
+    let c = store
+        .create_collection("default", &NewCollection::named("intel"))
+        .unwrap();
+    (dir, store, c.id)
+}
+
+#[test]
+fn ingest_is_idempotent_and_conflicts_are_reported() {
+    let (_d, s, c) = setup();
+    let v1 = obj(M, "2020-01-01T00:00:00.000Z", "a");
+    let out = s.ingest(&c, std::slice::from_ref(&v1), 100).unwrap();
+    assert_eq!(out, vec![IngestOutcome::Added { date_added: 100 }]);
+    // The same content re-serialised differently (key order, whitespace) is a duplicate.
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::Value::Object(v1.json().clone())).unwrap();
+    let again = validate(StixObject::parse(pretty.as_bytes(), 64).unwrap())
+        .unwrap()
+        .0;
+    assert_eq!(
+        s.ingest(&c, &[again], 200).unwrap(),
+        vec![IngestOutcome::Duplicate]
+    );
+    // Different content under the same (id, modified) — also with another precision of
+    // the same instant — is a conflict, and the stored text is untouched.
+    let other = obj(M, "2020-01-01T00:00:00.000000Z", "b");
+    assert_eq!(
+        s.ingest(&c, &[other], 300).unwrap(),
+        vec![IngestOutcome::Conflict {
+            existing_date_added: 100
+        }]
+    );
+    let page = s.query(&ObjectQuery::new(&c)).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].raw, v1.raw());
+}
+
+#[test]
+fn versions_first_last_all_exact_and_delete() {
+    let (_d, s, c) = setup();
+    // Versions arrive out of order.
+    let mid = obj(M, "2021-01-01T00:00:00.000Z", "mid");
+    let last = obj(M, "2022-01-01T00:00:00.000Z", "last");
+    let first = obj(M, "2020-01-01T00:00:00.000Z", "first");
+    s.ingest(&c, &[mid, last], 10).unwrap();
+    s.ingest(&c, &[first], 20).unwrap();
+    let names = |f: VersionFilter| {
+        let mut q = ObjectQuery::new(&c);
+        q.versions = f;
+        s.query(&q)
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| {
+                StixObject::parse(o.raw.as_bytes(), 8)
+                    .unwrap()
+                    .str_prop("name")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(VersionFilter::default()), ["last"]);
+    assert_eq!(names(VersionFilter::parse("first").unwrap()), ["first"]);
+    assert_eq!(
+        names(VersionFilter::parse("first,last").unwrap()),
+        ["last", "first"]
+    );
+    assert_eq!(names(VersionFilter::all()), ["mid", "last", "first"]);
+    assert_eq!(
+        names(VersionFilter::parse("2021-01-01T00:00:00Z").unwrap()),
+        ["mid"]
+    );
+    assert!(VersionFilter::parse("all,last").is_err());
+    assert!(VersionFilter::parse("latest").is_err());
+    // Delete the last version: the mid one becomes last.
+    let n = s
+        .delete(&c, M, &VersionFilter::parse("last").unwrap(), &[])
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(names(VersionFilter::default()), ["mid"]);
+    assert_eq!(s.delete(&c, M, &VersionFilter::all(), &[]).unwrap(), 2);
+    assert_eq!(s.count(&c).unwrap(), 0);
+}
+
+#[test]
+fn date_added_strictly_increases_and_keyset_pages_are_exact() {
+    let (_d, s, c) = setup();
+    // All with the same clock reading: date_added still strictly increases.
+    let batch: Vec<ValidObject> = (0..1000).map(indicator).collect();
+    s.ingest(&c, &batch[..600], 5).unwrap();
+    s.ingest(&c, &batch[600..], 5).unwrap();
+    let mut seen = Vec::new();
+    let mut q = ObjectQuery::new(&c);
+    q.limit = 7;
+    loop {
+        let page = s.manifest(&q).unwrap();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.iter().map(|o| (o.date_added, o.id.clone())));
+        if !page.more {
+            break;
+        }
+        q.after = page.items.last().map(|o| o.date_added);
+    }
+    assert_eq!(seen.len(), 1000);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    let ids: Vec<String> = batch.iter().map(|o| o.id().to_owned()).collect();
+    assert_eq!(seen.iter().map(|s| s.1.clone()).collect::<Vec<_>>(), ids);
+    // added_after is exclusive.
+    let mut q = ObjectQuery::new(&c);
+    q.added_after = Some(seen[499].0);
+    q.limit = 10_000;
+    assert_eq!(s.manifest(&q).unwrap().items.len(), 500);
+}
+
+#[test]
+fn filters_by_id_type_and_spec_version() {
+    let (_d, s, c) = setup();
+    s.ingest(
+        &c,
+        &[
+            indicator(1),
+            indicator(2),
+            obj(M, "2020-01-01T00:00:00.000Z", "m"),
+        ],
+        1,
+    )
+    .unwrap();
+    let mut q = ObjectQuery::new(&c);
+    q.types = vec!["malware".into()];
+    assert_eq!(s.query(&q).unwrap().items.len(), 1);
+    q.types = vec!["malware".into(), "indicator".into()];
+    assert_eq!(s.query(&q).unwrap().items.len(), 3);
+    q.ids = vec![indicator(2).id().to_owned()];
+    assert_eq!(s.query(&q).unwrap().items.len(), 1);
+    q.spec_versions = vec!["2.0".into()];
+    assert_eq!(s.query(&q).unwrap().items.len(), 0);
+}
+
+#[test]
+fn data_survives_reopen_and_collections_are_checked() {
+    let (dir, s, c) = setup();
+    s.ingest(&c, &[indicator(7)], 1).unwrap();
+    drop(s);
+    let s = SqliteStore::open(&dir.path().join("phalanx.db")).unwrap();
+    assert_eq!(s.count(&c).unwrap(), 1);
+    assert_eq!(s.find_collection("intel").unwrap().id, c);
+    assert!(matches!(
+        s.create_collection("default", &NewCollection::named("intel")),
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        s.create_collection("default", &NewCollection::named("bad alias!")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_collection("nope", &NewCollection::named("x")),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.ingest("no-such", &[indicator(1)], 1),
+        Err(StoreError::NotFound(_))
+    ));
+    // SCOs are unversioned: their TAXII version is their date_added.
+    let sco = validate(StixObject::from_value(json!({"type": "ipv4-addr", "id": "ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4", "value": "198.51.100.3"})).unwrap()).unwrap().0;
+    let out = s.ingest(&c, &[sco], 1_700_000_000_000_000).unwrap();
+    let IngestOutcome::Added { date_added } = out[0] else {
+        panic!()
+    };
+    let mut q = ObjectQuery::new(&c);
+    q.types = vec!["ipv4-addr".into()];
+    let rec = &s.manifest(&q).unwrap().items[0];
+    assert_eq!(rec.version, Timestamp::from_micros(date_added));
+}
