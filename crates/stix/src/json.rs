@@ -27,21 +27,30 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// Parses one JSON value, refusing duplicate object keys, invalid UTF-8, trailing
 /// content and nesting deeper than `max_depth`.
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let offset = e.valid_up_to();
-        let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = offset
-            - bytes[..offset]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1)
-            + 1;
-        return Err(JsonError {
-            message: format!("invalid UTF-8 at byte {offset}"),
-            line,
-            column,
-        });
+    let text = std::str::from_utf8(bytes).map_err(|e| utf8_error(bytes, &e))?;
+    parse_strict_str(text, max_depth)
+}
+
+/// The error for bytes that are not UTF-8, with the position of the first bad byte.
+pub fn utf8_error(bytes: &[u8], e: &std::str::Utf8Error) -> JsonError {
+    let offset = e.valid_up_to();
+    let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = offset
+        - bytes[..offset]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    JsonError {
+        message: format!("invalid UTF-8 at byte {offset}"),
+        line,
+        column,
     }
+}
+
+/// As [`parse_strict`], for text already known to be UTF-8.
+pub fn parse_strict_str(text: &str, max_depth: usize) -> Result<Value, JsonError> {
+    let bytes = text.as_bytes();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let to_err = |e: serde_json::Error| JsonError {
         message: strip_position(&e.to_string()),

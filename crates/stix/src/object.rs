@@ -2,7 +2,7 @@
 //! common properties.
 
 use crate::id::ObjectClass;
-use crate::json::{JsonError, canonical, parse_strict};
+use crate::json::{JsonError, canonical, parse_strict_str, utf8_error};
 use crate::time::Timestamp;
 use serde_json::{Map, Value};
 
@@ -40,10 +40,11 @@ impl StixObject {
 
     /// As [`StixObject::parse`], taking ownership of the bytes (no copy of the text).
     pub fn parse_owned(bytes: Vec<u8>, max_depth: usize) -> Result<StixObject, ParseError> {
-        let value = parse_strict(&bytes, max_depth)?;
-        // parse_strict has checked that the bytes are UTF-8, so this never falls back.
-        let raw = String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let raw = match String::from_utf8(bytes) {
+            Ok(raw) => raw,
+            Err(e) => return Err(utf8_error(e.as_bytes(), &e.utf8_error()).into()),
+        };
+        let value = parse_strict_str(&raw, max_depth)?;
         StixObject::from_parts(raw, value)
     }
 
