@@ -1,1 +1,278 @@
-fn main() {}
+//! `phalanx`: the node binary. This file holds only the command line (clap) and the
+//! dispatch; each command lives in its own module.
+//!
+//! Exit codes: 0 success; 1 some input was rejected (invalid objects, conflicts,
+//! validation errors); 2 bad command line; 3 the command could not run (IO, store).
+
+mod backup;
+mod bench;
+mod datadir;
+mod export;
+mod ingest;
+mod report;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "phalanx",
+    version,
+    about = "Federated cyber-defence cooperation node: STIX 2.1 store, TAXII 2.1 sharing"
+)]
+struct Cli {
+    /// Data directory (created on first use).
+    #[arg(
+        long,
+        global = true,
+        env = "PHALANX_DATA",
+        default_value = "./phalanx-data",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    /// Machine-readable output (JSON, or JSON lines for per-object reports).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the data directory and its store (also done implicitly on first use).
+    Init,
+    /// Manage TAXII API roots and collections.
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Validate STIX files without storing anything; exit 1 if any object has errors.
+    Validate(ValidateArgs),
+    /// Import STIX bundles, TAXII envelopes or JSON lines into a collection.
+    Import(ImportArgs),
+    /// Export a collection as a STIX bundle (default) or JSON lines.
+    Export(export::ExportArgs),
+    /// Write every API root, collection and object version to a JSON-lines backup.
+    Backup {
+        /// Backup file to write (`-` for stdout).
+        file: PathBuf,
+    },
+    /// Restore a backup written by `phalanx backup`.
+    Restore {
+        /// Backup file to read (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum CollectionCmd {
+    /// Create a collection (NAME is its alias and, unless --title is given, its title).
+    Create {
+        /// Alias of the new collection (letters, digits, '-', '_', '.').
+        name: String,
+        /// API root to create it in (created if missing).
+        #[arg(long, default_value = datadir::DEFAULT_API_ROOT)]
+        api_root: String,
+        /// Title (default: NAME).
+        #[arg(long)]
+        title: Option<String>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Readable but not writable by TAXII clients.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List collections with their object counts.
+    List {
+        /// Only this API root.
+        #[arg(long)]
+        api_root: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// Files to validate (`-` for stdin).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print every warning instead of a summary by kind.
+    #[arg(long)]
+    warnings: bool,
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// Collection id, alias or title.
+    #[arg(long, short)]
+    collection: String,
+    /// Files to import (`-` for stdin).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Objects per transaction.
+    #[arg(long, default_value_t = ingest::DEFAULT_BATCH)]
+    batch: usize,
+    /// Print every warning instead of a summary by kind.
+    #[arg(long)]
+    warnings: bool,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Generate N indicators, import them into a fresh store and report throughput.
+    Import(bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// A STIX bundle.
+    Bundle,
+    /// One object per line.
+    Jsonl,
+}
+
+/// How a command ended, when it ran to completion.
+enum Status {
+    Ok,
+    Rejected,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(Status::Ok) => ExitCode::SUCCESS,
+        Ok(Status::Rejected) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Status> {
+    let json = cli.json;
+    match cli.command {
+        Command::Init => {
+            let store = datadir::open(&cli.data)?;
+            let roots = phalanx_store::Store::api_roots(&store)?;
+            if json {
+                report::print_json(&serde_json::json!({
+                    "data": cli.data, "api_roots": roots,
+                }));
+            } else {
+                println!("data directory {} is ready", cli.data.display());
+            }
+            Ok(Status::Ok)
+        }
+        Command::Collection(cmd) => collection(&cli.data, json, cmd),
+        Command::Validate(a) => ingest::validate_files(&a.files, json, a.warnings),
+        Command::Import(a) => {
+            let store = datadir::open(&cli.data)?;
+            let opts = ingest::ImportOptions {
+                batch: a.batch.max(1),
+                json,
+                all_warnings: a.warnings,
+                progress: !a.quiet && !json,
+            };
+            ingest::import_files(&store, &a.collection, &a.files, &opts)
+        }
+        Command::Export(a) => {
+            let store = datadir::open(&cli.data)?;
+            export::run(&store, &a, json)?;
+            Ok(Status::Ok)
+        }
+        Command::Backup { file } => {
+            let store = datadir::open(&cli.data)?;
+            backup::backup(&store, &file, json)?;
+            Ok(Status::Ok)
+        }
+        Command::Restore { file } => {
+            let store = datadir::open(&cli.data)?;
+            backup::restore(&store, &file, json)?;
+            Ok(Status::Ok)
+        }
+        Command::Bench(BenchCmd::Import(a)) => {
+            bench::import(&a, json)?;
+            Ok(Status::Ok)
+        }
+    }
+}
+
+fn collection(data: &std::path::Path, json: bool, cmd: CollectionCmd) -> anyhow::Result<Status> {
+    use phalanx_store::{NewCollection, Store};
+    let store = datadir::open(data)?;
+    match cmd {
+        CollectionCmd::Create {
+            name,
+            api_root,
+            title,
+            description,
+            read_only,
+        } => {
+            store.ensure_api_root(&api_root, &api_root)?;
+            let mut new = NewCollection::named(&name);
+            if let Some(t) = title {
+                new.title = t;
+            }
+            new.description = description;
+            new.can_write = !read_only;
+            let c = store.create_collection(&api_root, &new)?;
+            if json {
+                report::print_json(&c);
+            } else {
+                println!(
+                    "created collection {} ({}) in API root {}",
+                    c.alias.as_deref().unwrap_or(&c.title),
+                    c.id,
+                    c.api_root
+                );
+            }
+        }
+        CollectionCmd::List { api_root } => {
+            let cols = store.collections(api_root.as_deref())?;
+            let mut rows = Vec::with_capacity(cols.len());
+            for c in cols {
+                let n = store.count(&c.id)?;
+                rows.push((c, n));
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(c, n)| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        v["objects"] = (*n).into();
+                        v
+                    })
+                    .collect();
+                report::print_json(&v);
+            } else {
+                println!(
+                    "{:<36}  {:<10}  {:<20}  {:>9}  {:<4}  TITLE",
+                    "ID", "API ROOT", "ALIAS", "OBJECTS", "RW"
+                );
+                for (c, n) in rows {
+                    let rw = format!(
+                        "{}{}",
+                        if c.can_read { "r" } else { "-" },
+                        if c.can_write { "w" } else { "-" }
+                    );
+                    println!(
+                        "{:<36}  {:<10}  {:<20}  {:>9}  {:<4}  {}",
+                        c.id,
+                        c.api_root,
+                        c.alias.as_deref().unwrap_or("-"),
+                        n,
+                        rw,
+                        c.title
+                    );
+                }
+            }
+        }
+    }
+    Ok(Status::Ok)
+}
