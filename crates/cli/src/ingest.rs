@@ -146,8 +146,9 @@ pub fn read_batches(
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Item>, u64)>(workers * 2);
         let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
-        // Room for a whole batch: the next batch is parsed while this one is stored.
-        let (done_tx, done_rx) = mpsc::sync_channel::<Done>(batch_size / CHUNK_ITEMS + 2 * workers);
+        // Room for half a batch: parsing runs ahead while a batch is stored, in bounded memory.
+        let (done_tx, done_rx) =
+            mpsc::sync_channel::<Done>(batch_size / (2 * CHUNK_ITEMS) + 2 * workers);
         let reader_done = done_tx.clone();
         scope.spawn(move || {
             let mut input = source.reader;
@@ -169,8 +170,10 @@ pub fn read_batches(
                 } else {
                     splitter.push(&buf[..n], &mut items);
                 }
-                if items.len() >= CHUNK_ITEMS || (n == 0 && !items.is_empty()) {
-                    let chunk = std::mem::take(&mut items);
+                // Exact chunks, so batch boundaries do not depend on read sizes.
+                while items.len() >= CHUNK_ITEMS || (n == 0 && !items.is_empty()) {
+                    let rest = items.split_off(items.len().min(CHUNK_ITEMS));
+                    let chunk = std::mem::replace(&mut items, rest);
                     if work_tx.send((seq, chunk, splitter.offset())).is_err() {
                         return; // the consumer stopped
                     }
