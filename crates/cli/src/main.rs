@@ -12,6 +12,7 @@ mod ingest;
 mod report;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use phalanx_store::{NewCollection, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -120,6 +121,9 @@ struct ImportArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     quiet: bool,
+    /// Create the collection (in the default API root) if it does not exist.
+    #[arg(long)]
+    create: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Init => {
             let store = datadir::open(&cli.data)?;
-            let roots = phalanx_store::Store::api_roots(&store)?;
+            let roots = store.api_roots()?;
             if json {
                 report::print_json(&serde_json::json!({
                     "data": cli.data, "api_roots": roots,
@@ -173,6 +177,15 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Validate(a) => ingest::validate_files(&a.files, json, a.warnings),
         Command::Import(a) => {
             let store = datadir::open(&cli.data)?;
+            if a.create
+                && let Err(phalanx_store::StoreError::NotFound(_)) =
+                    store.find_collection(&a.collection)
+            {
+                store.create_collection(
+                    datadir::DEFAULT_API_ROOT,
+                    &NewCollection::named(&a.collection),
+                )?;
+            }
             let opts = ingest::ImportOptions {
                 batch: a.batch.max(1),
                 json,
@@ -204,7 +217,6 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
 }
 
 fn collection(data: &std::path::Path, json: bool, cmd: CollectionCmd) -> anyhow::Result<Status> {
-    use phalanx_store::{NewCollection, Store};
     let store = datadir::open(data)?;
     match cmd {
         CollectionCmd::Create {
