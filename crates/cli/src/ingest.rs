@@ -351,12 +351,7 @@ pub fn import_files(
             format!("import stopped; the {stored} objects stored before the failure are kept")
         })?;
     }
-    let total = rep.finish();
-    Ok(if total.rejected > 0 {
-        Status::Rejected
-    } else {
-        Status::Ok
-    })
+    Ok(rep.finish().status())
 }
 
 /// `phalanx validate`: the same reading path, nothing stored.
@@ -373,10 +368,5 @@ pub fn validate_files(files: &[PathBuf], json: bool, all_warnings: bool) -> anyh
         rep.finish_file();
         result?;
     }
-    let total = rep.finish();
-    Ok(if total.rejected > 0 {
-        Status::Rejected
-    } else {
-        Status::Ok
-    })
+    Ok(rep.finish().status())
 }

@@ -55,6 +55,15 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// How the run ended: rejected if any object was refused.
+    pub fn status(&self) -> crate::Status {
+        if self.rejected > 0 {
+            crate::Status::Rejected
+        } else {
+            crate::Status::Ok
+        }
+    }
+
     fn add(&mut self, other: &Tally) {
         for (k, v) in &other.counts {
             *self.counts.entry(k).or_default() += v;

@@ -342,6 +342,15 @@ fn is_alias(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+fn api_root_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiRoot> {
+    Ok(ApiRoot {
+        name: r.get(0)?,
+        title: r.get(1)?,
+        description: r.get(2)?,
+        max_content_length: r.get::<_, i64>(3)? as u64,
+    })
+}
+
 fn collection_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
     let media: String = r.get(7)?;
     Ok(Collection {
@@ -379,14 +388,7 @@ impl Store for SqliteStore {
         let root = conn.query_row(
             "SELECT name, title, description, max_content_length FROM api_roots WHERE name = ?1",
             [name],
-            |r| {
-                Ok(ApiRoot {
-                    name: r.get(0)?,
-                    title: r.get(1)?,
-                    description: r.get(2)?,
-                    max_content_length: r.get::<_, i64>(3)? as u64,
-                })
-            },
+            api_root_from_row,
         )?;
         Ok(root)
     }
@@ -413,14 +415,7 @@ impl Store for SqliteStore {
             "SELECT name, title, description, max_content_length FROM api_roots ORDER BY name",
         )?;
         let roots = stmt
-            .query_map([], |r| {
-                Ok(ApiRoot {
-                    name: r.get(0)?,
-                    title: r.get(1)?,
-                    description: r.get(2)?,
-                    max_content_length: r.get::<_, i64>(3)? as u64,
-                })
-            })?
+            .query_map([], api_root_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(roots)
     }
