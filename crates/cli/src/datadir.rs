@@ -4,8 +4,7 @@ use anyhow::Context;
 use phalanx_store::{SqliteStore, Store};
 use std::path::Path;
 
-/// The API root every node has.
-pub const DEFAULT_API_ROOT: &str = "default";
+pub use phalanx_node::{DEFAULT_API_ROOT, now_micros};
 
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "phalanx.db";
@@ -20,12 +19,4 @@ pub fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
         .with_context(|| format!("cannot open store {}", path.display()))?;
     store.ensure_api_root(DEFAULT_API_ROOT, "Phalanx default API root")?;
     Ok(store)
-}
-
-/// The wall clock in microseconds since the epoch (the store takes time as an argument).
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }

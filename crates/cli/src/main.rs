@@ -4,12 +4,14 @@
 //! Exit codes: 0 success; 1 some input was rejected (invalid objects, conflicts,
 //! validation errors); 2 bad command line; 3 the command could not run (IO, store).
 
+mod access;
 mod backup;
 mod bench;
 mod datadir;
 mod export;
 mod ingest;
 mod report;
+mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phalanx_store::{NewCollection, Store};
@@ -65,6 +67,14 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Serve TAXII 2.1 (creates the default API root, collection and an administrator on first start)
+    Serve(serve::ServeArgs),
+    /// Bearer API tokens for TAXII clients
+    #[command(subcommand)]
+    Token(access::TokenCmd),
+    /// Users for HTTP Basic authentication
+    #[command(subcommand)]
+    User(access::UserCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +223,9 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             bench::import(&a, json)?;
             Ok(Status::Ok)
         }
+        Command::Serve(a) => serve::run(&cli.data, &a),
+        Command::Token(cmd) => access::token(&cli.data, json, cmd),
+        Command::User(cmd) => access::user(&cli.data, json, cmd),
     }
 }
 

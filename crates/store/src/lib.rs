@@ -34,6 +34,8 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
+pub use phalanx_taxii::VersionFilter;
+
 use phalanx_stix::{Timestamp, ValidObject};
 
 /// Errors from a store.
@@ -154,71 +156,6 @@ impl IngestOutcome {
     }
 }
 
-/// Which versions of each object a query returns (TAXII `match[version]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionFilter {
-    /// `all`: every version.
-    pub all: bool,
-    /// `first`: the earliest version.
-    pub first: bool,
-    /// `last`: the latest version (the default).
-    pub last: bool,
-    /// Exact versions (`modified` timestamps).
-    pub exact: Vec<Timestamp>,
-}
-
-impl Default for VersionFilter {
-    fn default() -> Self {
-        VersionFilter {
-            all: false,
-            first: false,
-            last: true,
-            exact: Vec::new(),
-        }
-    }
-}
-
-impl VersionFilter {
-    /// Every version.
-    pub fn all() -> Self {
-        VersionFilter {
-            all: true,
-            first: false,
-            last: false,
-            exact: Vec::new(),
-        }
-    }
-
-    /// Parses a TAXII `match[version]` value: `first`, `last`, `all` or timestamps,
-    /// comma-separated.
-    pub fn parse(s: &str) -> Result<Self> {
-        let mut f = VersionFilter {
-            all: false,
-            first: false,
-            last: false,
-            exact: Vec::new(),
-        };
-        for part in s.split(',') {
-            match part {
-                "all" => f.all = true,
-                "first" => f.first = true,
-                "last" => f.last = true,
-                t => f.exact.push(Timestamp::parse(t).map_err(|e| {
-                    StoreError::Invalid(format!(
-                        "version {t:?}: expected first, last, all or a timestamp ({e})"
-                    ))
-                })?),
-            }
-        }
-        if f.all && (f.first || f.last || !f.exact.is_empty()) {
-            return Err(StoreError::Invalid(
-                "version: \"all\" must be used alone".into(),
-            ));
-        }
-        Ok(f)
-    }
-}
-
 /// A query over one collection: the TAXII filters plus a keyset cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectQuery {
@@ -284,6 +221,91 @@ pub struct Page<T> {
     pub more: bool,
 }
 
+/// Which collections a grant covers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// None.
+    None,
+    /// Every collection, present and future.
+    All,
+    /// These collections (ids).
+    Collections(Vec<String>),
+}
+
+impl Access {
+    /// Whether the grant covers a collection.
+    pub fn covers(&self, collection_id: &str) -> bool {
+        match self {
+            Access::None => false,
+            Access::All => true,
+            Access::Collections(ids) => ids.iter().any(|i| i == collection_id),
+        }
+    }
+
+    /// The union of two grants.
+    pub fn union(&self, other: &Access) -> Access {
+        match (self, other) {
+            (Access::All, _) | (_, Access::All) => Access::All,
+            (Access::None, x) | (x, Access::None) => x.clone(),
+            (Access::Collections(a), Access::Collections(b)) => {
+                let mut ids = a.clone();
+                ids.extend(b.iter().filter(|i| !a.contains(i)).cloned());
+                Access::Collections(ids)
+            }
+        }
+    }
+}
+
+/// What kind of credential a principal holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A user with a password (HTTP Basic); `secret_hash` is an argon2 PHC string.
+    User,
+    /// A bearer API token; `secret_hash` is the hex SHA-256 of the token (tokens are
+    /// 256-bit random, so a fast hash is enough and allows lookup by hash).
+    Token,
+}
+
+/// A user or API token: who it is, which organisation it acts for, what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Principal {
+    /// Unique id: `user:NAME` for users, `tok-…` for tokens.
+    pub id: String,
+    /// User or token.
+    pub kind: PrincipalKind,
+    /// User name, or the token's label.
+    pub name: String,
+    /// Organisation it acts for.
+    pub org: String,
+    /// Hash of the secret (see [`PrincipalKind`]).
+    pub secret_hash: String,
+    /// Collections it may read.
+    pub read: Access,
+    /// Collections it may write (writing implies reading).
+    pub write: Access,
+    /// Node administrator (every right, status of every request).
+    pub admin: bool,
+    /// Creation time (µs).
+    pub created_us: i64,
+    /// Revocation time (µs); a revoked principal authenticates no more.
+    pub revoked_us: Option<i64>,
+}
+
+/// A stored TAXII status resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatus {
+    /// API root it belongs to.
+    pub api_root: String,
+    /// Principal that made the request.
+    pub owner: String,
+    /// Creation time (µs).
+    pub created_us: i64,
+    /// The status resource (JSON).
+    pub body: String,
+}
+
 /// Persistence for a node. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
     /// Creates an API root if it does not exist; returns it.
@@ -326,4 +348,29 @@ pub trait Store: Send + Sync {
     ) -> Result<usize>;
     /// Number of object versions in a collection.
     fn count(&self, collection: &str) -> Result<u64>;
+    /// Number of object versions in the whole store.
+    fn total_objects(&self) -> Result<u64>;
+
+    /// Adds a principal ([`StoreError::Exists`] if the id is taken).
+    fn add_principal(&self, p: &Principal) -> Result<()>;
+    /// A principal by id.
+    fn principal(&self, id: &str) -> Result<Principal>;
+    /// The token whose secret hashes to `hash`, revoked or not.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<Principal>>;
+    /// Every principal, oldest first.
+    fn principals(&self) -> Result<Vec<Principal>>;
+    /// Marks a principal revoked (idempotent; the first revocation time is kept).
+    fn revoke_principal(&self, id: &str, now_us: i64) -> Result<()>;
+
+    /// Keeps a status resource under its id.
+    fn put_status(&self, id: &str, status: &StoredStatus) -> Result<()>;
+    /// A status resource by id.
+    fn status(&self, id: &str) -> Result<Option<StoredStatus>>;
+    /// Forgets status resources created before `before_us`; returns how many.
+    fn purge_statuses(&self, before_us: i64) -> Result<usize>;
+
+    /// A node setting.
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` under `key` unless a value is there already; returns the stored value.
+    fn init_setting(&self, key: &str, value: &str) -> Result<String>;
 }

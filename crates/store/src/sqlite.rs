@@ -5,14 +5,15 @@
 
 use crate::{
     ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, IngestOutcome, NewCollection, ObjectQuery,
-    Page, Result, Store, StoreError, StoredObject, VersionFilter,
+    Page, Principal, PrincipalKind, Result, Store, StoreError, StoredObject, StoredStatus,
+    VersionFilter,
 };
 use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -47,6 +48,35 @@ CREATE TABLE objects (
 );
 CREATE INDEX objects_by_id ON objects (collection, id_hash);
 CREATE UNIQUE INDEX objects_by_date ON objects (collection, date_added);
+";
+
+/// Version 2: principals (users and tokens), TAXII status resources, node settings.
+const SCHEMA_V2: &str = "
+CREATE TABLE principals (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    org TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    read_access TEXT NOT NULL,
+    write_access TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    created BIGINT NOT NULL,
+    revoked BIGINT
+);
+CREATE INDEX principals_by_secret ON principals (secret_hash);
+CREATE TABLE statuses (
+    id TEXT PRIMARY KEY,
+    api_root TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX statuses_by_created ON statuses (created);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
@@ -120,7 +150,12 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
+            1 => {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -573,4 +608,170 @@ impl Store for SqliteStore {
         )?;
         Ok(n as u64)
     }
+
+    fn total_objects(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM objects", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn add_principal(&self, p: &Principal) -> Result<()> {
+        let access = |a| serde_json::to_string(a).map_err(|e| StoreError::Invalid(e.to_string()));
+        let kind = match p.kind {
+            PrincipalKind::User => "user",
+            PrincipalKind::Token => "token",
+        };
+        let res = self.conn().execute(
+            "INSERT INTO principals (id, kind, name, org, secret_hash, read_access, write_access, admin, created, revoked)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                p.id,
+                kind,
+                p.name,
+                p.org,
+                p.secret_hash,
+                access(&p.read)?,
+                access(&p.write)?,
+                p.admin,
+                p.created_us,
+                p.revoked_us
+            ],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(format!("principal {:?}", p.id)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn principal(&self, id: &str) -> Result<Principal> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = ?1"),
+                [id],
+                principal_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("{id:?}")))?
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<Principal>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE secret_hash = ?1 AND kind = 'token'"
+            ))?
+            .query_row([hash], principal_from_row)
+            .optional()?
+            .transpose()
+    }
+
+    fn principals(&self) -> Result<Vec<Principal>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created, id"
+        ))?;
+        let rows = stmt
+            .query_map([], principal_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().collect()
+    }
+
+    fn revoke_principal(&self, id: &str, now_us: i64) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE principals SET revoked = COALESCE(revoked, ?2) WHERE id = ?1",
+            params![id, now_us],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("{id:?}")));
+        }
+        Ok(())
+    }
+
+    fn put_status(&self, id: &str, st: &StoredStatus) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO statuses (id, api_root, owner, created, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![id, st.api_root, st.owner, st.created_us, st.body],
+        )?;
+        Ok(())
+    }
+
+    fn status(&self, id: &str) -> Result<Option<StoredStatus>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT api_root, owner, created, body FROM statuses WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(StoredStatus {
+                    api_root: r.get(0)?,
+                    owner: r.get(1)?,
+                    created_us: r.get(2)?,
+                    body: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn purge_statuses(&self, before_us: i64) -> Result<usize> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM statuses WHERE created < ?1", [before_us])?)
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn init_setting(&self, key: &str, value: &str) -> Result<String> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            params![key, value],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+}
+
+const PRINCIPAL_COLUMNS: &str =
+    "id, kind, name, org, secret_hash, read_access, write_access, admin, created, revoked";
+
+fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Principal>> {
+    let kind: String = r.get(1)?;
+    let read: String = r.get(5)?;
+    let write: String = r.get(6)?;
+    let id: String = r.get(0)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("principal {id:?}: bad {what}"));
+    let kind = match kind.as_str() {
+        "user" => PrincipalKind::User,
+        "token" => PrincipalKind::Token,
+        _ => return Ok(Err(corrupt("kind"))),
+    };
+    let (Ok(read), Ok(write)) = (serde_json::from_str(&read), serde_json::from_str(&write)) else {
+        return Ok(Err(corrupt("access")));
+    };
+    Ok(Ok(Principal {
+        kind,
+        name: r.get(2)?,
+        org: r.get(3)?,
+        secret_hash: r.get(4)?,
+        read,
+        write,
+        admin: r.get(7)?,
+        created_us: r.get(8)?,
+        revoked_us: r.get(9)?,
+        id,
+    }))
 }

@@ -1,0 +1,196 @@
+//! `phalanx serve`: the TAXII 2.1 server on a data directory.
+//!
+//! Settings come from, in order of precedence: command-line flags, environment variables
+//! (`PHALANX_*`, see `phalanx serve --help`), the TOML configuration file
+//! (`--config`, default `DIR/phalanx.toml` when it exists), built-in defaults.
+
+use crate::{Status, datadir};
+use anyhow::Context;
+use clap::Args;
+use phalanx_node::{Node, NodeConfig};
+use phalanx_server::ServeOptions;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default listen address: loopback, so a fresh node is never exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8421";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:8421]
+    #[arg(long, env = "PHALANX_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS
+    #[arg(
+        long,
+        env = "PHALANX_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(
+        long,
+        env = "PHALANX_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (credentials travel in clear text)
+    #[arg(long, env = "PHALANX_INSECURE_HTTP")]
+    insecure_http: bool,
+    /// Configuration file (TOML) [default: DIR/phalanx.toml if present]
+    #[arg(long, env = "PHALANX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// max_content_length of every API root, in bytes
+    #[arg(long, env = "PHALANX_MAX_CONTENT_LENGTH", value_name = "BYTES")]
+    max_content_length: Option<u64>,
+    /// Title of the server (TAXII discovery)
+    #[arg(long, env = "PHALANX_TITLE")]
+    title: Option<String>,
+}
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    taxii: TaxiiSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaxiiSection {
+    title: Option<String>,
+    description: Option<String>,
+    contact: Option<String>,
+    default_page: Option<usize>,
+    max_page: Option<usize>,
+    max_content_length: Option<u64>,
+    max_objects_per_envelope: Option<usize>,
+    status_retention_hours: Option<u64>,
+}
+
+fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<ConfigFile> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => {
+            let p = data.join("phalanx.toml");
+            if !p.exists() {
+                return Ok(ConfigFile::default());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad configuration {}", path.display()))
+}
+
+fn node_config(a: &ServeArgs, f: &TaxiiSection) -> anyhow::Result<NodeConfig> {
+    let d = NodeConfig::default();
+    let cfg = NodeConfig {
+        title: a.title.clone().or(f.title.clone()).unwrap_or(d.title),
+        description: f.description.clone(),
+        contact: f.contact.clone(),
+        default_page: f.default_page.unwrap_or(d.default_page),
+        max_page: f.max_page.unwrap_or(d.max_page),
+        max_content_length: a.max_content_length.or(f.max_content_length),
+        max_objects_per_envelope: f
+            .max_objects_per_envelope
+            .unwrap_or(d.max_objects_per_envelope),
+        max_depth: d.max_depth,
+        status_retention_us: f
+            .status_retention_hours
+            .map_or(d.status_retention_us, |h| (h * 3600 * 1_000_000) as i64),
+    };
+    anyhow::ensure!(
+        cfg.default_page > 0 && cfg.max_page >= cfg.default_page,
+        "taxii.default_page must be > 0 and <= taxii.max_page"
+    );
+    anyhow::ensure!(
+        cfg.status_retention_us >= 24 * 3600 * 1_000_000,
+        "taxii.status_retention_hours must be at least 24 (TAXII 2.1 §4.3.1)"
+    );
+    Ok(cfg)
+}
+
+pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
+    let file = load_config(data, a.config.as_deref())?;
+    let cfg = node_config(a, &file.taxii)?;
+    let listen = match a.listen.or(file.server.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let tls = match (
+        a.tls_cert.clone().or(file.server.tls_cert),
+        a.tls_key.clone().or(file.server.tls_key),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and a key"),
+    };
+    let opts = ServeOptions {
+        listen,
+        tls,
+        insecure_http: a.insecure_http || file.server.insecure_http.unwrap_or(false),
+    };
+    let store = datadir::open(data)?;
+    let node = Arc::new(Node::new(Arc::new(store), cfg)?);
+    let boot = node.bootstrap(datadir::now_micros())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(phalanx_server::serve(node, opts, shutdown_signal(), |addr, tls| {
+        let scheme = if tls { "https" } else { "http" };
+        println!("Phalanx TAXII 2.1 server listening on {scheme}://{addr}/taxii2/");
+        println!("data directory: {}", data.display());
+        if let Some(c) = &boot.collection {
+            println!("created the default collection {} ({})", c.title, c.id);
+        }
+        if let Some((user, password)) = &boot.admin {
+            println!(
+                "created administrator {user:?} with password {password} (shown only now; HTTP Basic)"
+            );
+        }
+        println!("press Ctrl-C to stop");
+    }))?;
+    eprintln!("stopped: every acknowledged request is stored");
+    Ok(Status::Ok)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,512 @@
+//! # phalanx-server
+//!
+//! The HTTP front end of a node, and the only crate that knows axum: the TAXII 2.1
+//! routes, authentication (HTTP Basic, bearer tokens), content negotiation, request
+//! limits, TLS, `/healthz` and Prometheus `/metrics`. Every route calls the node's
+//! service layer ([`phalanx_node::Node`]); none reads the store for objects itself.
+
+mod metrics;
+mod tls;
+
+pub use metrics::Metrics;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use http_body_util::BodyExt;
+use phalanx_node::{Caller, Node, NodeError, ObjectPage, now_micros};
+use phalanx_taxii::{TaxiiError, media, taxii_time};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Shared state of the routes.
+#[derive(Clone)]
+pub struct App {
+    node: Arc<Node>,
+    metrics: Arc<Metrics>,
+}
+
+/// How to listen.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; without them, plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
+}
+
+/// An error response: a TAXII error body with the matching status.
+pub struct ApiError {
+    status: StatusCode,
+    body: Box<TaxiiError>,
+    challenge: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, title: &str, description: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: Box::new(TaxiiError::new(status.as_u16(), title, description)),
+            challenge: status == StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let (status, title) = match &e {
+            NodeError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "Authentication required"),
+            NodeError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            NodeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            NodeError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable content")
+            }
+            NodeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("{e}");
+        }
+        let description = match e {
+            NodeError::Unauthenticated(m)
+            | NodeError::Forbidden(m)
+            | NodeError::NotFound(m)
+            | NodeError::BadRequest(m)
+            | NodeError::Unprocessable(m)
+            | NodeError::Internal(m) => m,
+        };
+        ApiError::new(status, title, description)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        let mut r = (self.status, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(media::TAXII));
+        if self.challenge {
+            for c in [
+                "Basic realm=\"phalanx\", charset=\"UTF-8\"",
+                "Bearer realm=\"phalanx\"",
+            ] {
+                r.headers_mut()
+                    .append(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+            }
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// An authenticated TAXII request: the Accept header asks for TAXII and the
+/// credentials are valid.
+pub struct Taxii(pub Caller);
+
+impl FromRequestParts<App> for Taxii {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        if !media::accepts_taxii(accept) {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "Not acceptable",
+                format!(
+                    "this server answers with {}; the Accept header {} does not allow it",
+                    media::TAXII,
+                    accept.map_or("is missing and".to_owned(), |a| format!("{a:?}"))
+                ),
+            ));
+        }
+        let auth = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        let node = app.node.clone();
+        let caller = blocking(move || match auth {
+            None => Err(NodeError::Unauthenticated(
+                "send HTTP Basic credentials or a bearer token".into(),
+            )),
+            Some(Err(_)) => Err(NodeError::Unauthenticated(
+                "the Authorization header is not ASCII".into(),
+            )),
+            Some(Ok(v)) => authenticate(&node, &v),
+        })
+        .await?;
+        Ok(Taxii(caller))
+    }
+}
+
+fn authenticate(node: &Node, header: &str) -> Result<Caller, NodeError> {
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        node.authenticate_token(rest)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let bad = || NodeError::Unauthenticated("malformed Basic credentials".into());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (user, password) = text.split_once(':').ok_or_else(bad)?;
+        node.authenticate_password(user, password, now_micros())
+    } else {
+        Err(NodeError::Unauthenticated(format!(
+            "unsupported authentication scheme {scheme:?}; use Basic or Bearer"
+        )))
+    }
+}
+
+/// Runs blocking node work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            format!("request handler failed: {e}"),
+        )),
+    }
+}
+
+fn taxii_json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media::TAXII));
+    r
+}
+
+fn json<T: serde::Serialize>(value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            e.to_string(),
+        )
+    })?;
+    Ok(taxii_json(StatusCode::OK, body))
+}
+
+/// A page response with the `X-TAXII-Date-Added-First/Last` headers.
+fn paged(page: &ObjectPage, body: Vec<u8>) -> Response {
+    let mut r = taxii_json(StatusCode::OK, body);
+    if let Some((first, last)) = page.date_range() {
+        for (name, us) in [
+            ("x-taxii-date-added-first", first),
+            ("x-taxii-date-added-last", last),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&taxii_time(us)) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+    }
+    r
+}
+
+/// Builds the router.
+pub fn router(node: Arc<Node>, metrics: Arc<Metrics>) -> Router {
+    let app = App { node, metrics };
+    Router::new()
+        .route("/taxii2/", get(discovery))
+        .route("/{root}/", get(api_root))
+        .route("/{root}/status/{id}/", get(status))
+        .route("/{root}/collections/", get(collections))
+        .route("/{root}/collections/{cid}/", get(collection))
+        .route("/{root}/collections/{cid}/manifest/", get(manifest))
+        .route(
+            "/{root}/collections/{cid}/objects/",
+            get(objects).post(add_objects),
+        )
+        .route(
+            "/{root}/collections/{cid}/objects/{oid}/",
+            get(object).delete(delete_object),
+        )
+        .route(
+            "/{root}/collections/{cid}/objects/{oid}/versions/",
+            get(versions),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are limited per API root (max_content_length) in the handler.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::track,
+        ))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "no such TAXII endpoint (TAXII paths end in '/'; discovery is /taxii2/)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "this endpoint does not take that HTTP method",
+    )
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let node = app.node.clone();
+    match blocking(move || node.discovery()).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response(),
+    }
+}
+
+async fn discovery(State(app): State<App>, Taxii(_caller): Taxii) -> ApiResult {
+    let node = app.node.clone();
+    json(&blocking(move || node.discovery()).await?)
+}
+
+async fn api_root(
+    State(app): State<App>,
+    Taxii(_caller): Taxii,
+    Path(root): Path<String>,
+) -> ApiResult {
+    let node = app.node.clone();
+    json(&blocking(move || node.api_root(&root)).await?)
+}
+
+async fn status(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, id)): Path<(String, String)>,
+) -> ApiResult {
+    let node = app.node.clone();
+    json(&blocking(move || node.status(&caller, &root, &id, now_micros())).await?)
+}
+
+async fn collections(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path(root): Path<String>,
+) -> ApiResult {
+    let node = app.node.clone();
+    json(&blocking(move || node.collections(&caller, &root)).await?)
+}
+
+async fn collection(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid)): Path<(String, String)>,
+) -> ApiResult {
+    let node = app.node.clone();
+    json(&blocking(move || node.collection(&caller, &root, &cid)).await?)
+}
+
+async fn manifest(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let node = app.node.clone();
+    let page =
+        blocking(move || node.manifest(&caller, &root, &cid, q.as_deref().unwrap_or(""))).await?;
+    let body = serde_json::to_vec(&page.manifest()).unwrap_or_default();
+    Ok(paged(&page, body))
+}
+
+async fn objects(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let node = app.node.clone();
+    let (page, body) = blocking(move || {
+        let page = node.objects(&caller, &root, &cid, q.as_deref().unwrap_or(""))?;
+        let body = page.envelope();
+        Ok((page, body))
+    })
+    .await?;
+    Ok(paged(&page, body.into_bytes()))
+}
+
+async fn object(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid, oid)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let node = app.node.clone();
+    let (page, body) = blocking(move || {
+        let page = node.object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))?;
+        let body = page.envelope();
+        Ok((page, body))
+    })
+    .await?;
+    Ok(paged(&page, body.into_bytes()))
+}
+
+async fn versions(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid, oid)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let node = app.node.clone();
+    let page =
+        blocking(move || node.versions(&caller, &root, &cid, &oid, q.as_deref().unwrap_or("")))
+            .await?;
+    let body = serde_json::to_vec(&page.versions()).unwrap_or_default();
+    Ok(paged(&page, body))
+}
+
+async fn delete_object(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid, oid)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let node = app.node.clone();
+    blocking(move || node.delete_object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or("")))
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn add_objects(
+    State(app): State<App>,
+    Taxii(caller): Taxii,
+    Path((root, cid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if !media::is_taxii_content(content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            format!(
+                "POST bodies must be {}; got {}",
+                media::TAXII,
+                content_type.map_or("no Content-Type".to_owned(), |c| format!("{c:?}"))
+            ),
+        ));
+    }
+    let node = app.node.clone();
+    let root2 = root.clone();
+    let limit = blocking(move || node.max_content_length(&root2)).await?;
+    let too_large = |n: Option<u64>| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            format!(
+                "the body{} exceeds this API root's max_content_length of {limit} bytes",
+                n.map_or(String::new(), |n| format!(" ({n} bytes)"))
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > limit
+    {
+        return Err(too_large(Some(n)));
+    }
+    let bytes =
+        match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(too_large(None));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    format!("cannot read the request body: {e}"),
+                ));
+            }
+        };
+    let node = app.node.clone();
+    let metrics = app.metrics.clone();
+    let status = blocking(move || {
+        let st = node.add_objects(&caller, &root, &cid, &bytes, now_micros())?;
+        metrics.objects_added(st.success_count, st.failure_count);
+        Ok(st)
+    })
+    .await?;
+    let body = serde_json::to_vec(&status).unwrap_or_default();
+    Ok(taxii_json(StatusCode::ACCEPTED, body))
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    node: Arc<Node>,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, bool) + Send,
+) -> anyhow::Result<()> {
+    if opts.tls.is_none() && !opts.listen.ip().is_loopback() && !opts.insecure_http {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {}: give --tls-cert and --tls-key, listen on loopback, or pass --insecure-http",
+            opts.listen
+        );
+    }
+    let metrics = Arc::new(Metrics::new(node.clone()));
+    let app = router(node.clone(), metrics);
+    // Forget expired status resources now and then.
+    let purger = node.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let n = purger.clone();
+            let _ = tokio::task::spawn_blocking(move || n.purge_statuses(now_micros())).await;
+        }
+    });
+    let tcp = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = tcp.local_addr()?;
+    match opts.tls {
+        None => {
+            ready(addr, false);
+            axum::serve(tcp, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some((cert, key)) => {
+            let config = tls::server_config(&cert, &key)?;
+            let listener = tls::TlsListener::new(tcp, config);
+            ready(addr, true);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
+    Ok(())
+}
