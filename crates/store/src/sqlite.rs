@@ -83,6 +83,43 @@ CREATE TABLE settings (
 /// and WAL lets other processes (a CLI next to a running server) read meanwhile.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The database file; `None` for in-memory stores, which read through `conn`.
+    path: Option<std::path::PathBuf>,
+    /// Idle read-only connections: reads run in parallel with each other and with the
+    /// writer (WAL), instead of queueing behind one mutex.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Most idle read connections kept.
+const MAX_IDLE_READERS: usize = 16;
+
+/// A connection to read with: a pooled read-only one, or the writer for in-memory stores.
+enum ReadConn<'a> {
+    Pooled(&'a SqliteStore, Option<Connection>),
+    Writer(std::sync::MutexGuard<'a, Connection>),
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            ReadConn::Pooled(_, c) => c.as_ref().expect("present until drop"),
+            ReadConn::Writer(g) => g,
+        }
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let ReadConn::Pooled(store, c) = self
+            && let Some(c) = c.take()
+        {
+            let mut idle = store.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(c);
+            }
+        }
+    }
 }
 
 /// The version key of an object: its normalised `modified`/`created` (9 fraction digits,
@@ -126,7 +163,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in a file.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;
-        SqliteStore::init(conn)
+        let mut store = SqliteStore::init(conn)?;
+        store.path = Some(path.to_owned());
+        Ok(store)
     }
 
     /// A private in-memory store (tests, examples).
@@ -167,7 +206,31 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: None,
+            readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A connection for reads.
+    fn reader(&self) -> Result<ReadConn<'_>> {
+        let Some(path) = &self.path else {
+            return Ok(ReadConn::Writer(self.conn()));
+        };
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let c = match idle {
+            Some(c) => c,
+            None => {
+                use rusqlite::OpenFlags;
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(30))?;
+                c.pragma_update(None, "cache_size", -16384)?;
+                c
+            }
+        };
+        Ok(ReadConn::Pooled(self, Some(c)))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -211,7 +274,7 @@ impl SqliteStore {
         let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
         sql.push_str(if with_raw { "raw" } else { "''" });
         sql.push_str(" FROM objects WHERE collection = ?");
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut args: Vec<rusqlite::types::Value> =
             vec![collection_seq(&conn, &q.collection)?.into()];
         let floor = q.added_after.max(q.after);
@@ -445,7 +508,7 @@ impl Store for SqliteStore {
     }
 
     fn api_roots(&self) -> Result<Vec<ApiRoot>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(
             "SELECT name, title, description, max_content_length FROM api_roots ORDER BY name",
         )?;
@@ -512,7 +575,7 @@ impl Store for SqliteStore {
     }
 
     fn collections(&self, api_root: Option<&str>) -> Result<Vec<Collection>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLLECTION_COLUMNS} FROM collections WHERE ?1 IS NULL OR api_root = ?1 ORDER BY seq"
         ))?;
@@ -523,7 +586,7 @@ impl Store for SqliteStore {
     }
 
     fn find_collection(&self, key: &str) -> Result<Collection> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         for column in ["id", "alias", "title"] {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLLECTION_COLUMNS} FROM collections WHERE {column} = ?1 ORDER BY seq"
@@ -599,7 +662,7 @@ impl Store for SqliteStore {
     }
 
     fn count(&self, collection: &str) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let cseq = collection_seq(&conn, collection)?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM objects WHERE collection = ?1",
@@ -611,7 +674,7 @@ impl Store for SqliteStore {
 
     fn total_objects(&self) -> Result<u64> {
         let n: i64 = self
-            .conn()
+            .reader()?
             .query_row("SELECT COUNT(*) FROM objects", [], |r| r.get(0))?;
         Ok(n as u64)
     }
@@ -650,7 +713,7 @@ impl Store for SqliteStore {
     }
 
     fn principal(&self, id: &str) -> Result<Principal> {
-        self.conn()
+        self.reader()?
             .query_row(
                 &format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = ?1"),
                 [id],
@@ -661,7 +724,7 @@ impl Store for SqliteStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        self.conn()
+        self.reader()?
             .prepare_cached(&format!(
                 "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE secret_hash = ?1 AND kind = 'token'"
             ))?
@@ -671,7 +734,7 @@ impl Store for SqliteStore {
     }
 
     fn principals(&self) -> Result<Vec<Principal>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created, id"
         ))?;
@@ -703,7 +766,7 @@ impl Store for SqliteStore {
 
     fn status(&self, id: &str) -> Result<Option<StoredStatus>> {
         Ok(self
-            .conn()
+            .reader()?
             .prepare_cached("SELECT api_root, owner, created, body FROM statuses WHERE id = ?1")?
             .query_row([id], |r| {
                 Ok(StoredStatus {
@@ -724,7 +787,7 @@ impl Store for SqliteStore {
 
     fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
-            .conn()
+            .reader()?
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
