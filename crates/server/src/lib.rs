@@ -107,9 +107,28 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// An authenticated TAXII request: the Accept header asks for TAXII and the
-/// credentials are valid.
-pub struct Taxii(pub Caller);
+/// A TAXII request whose Accept header asks for TAXII, with its credentials. They are
+/// checked inside the handler's one blocking call ([`Credentials::caller`]), so a
+/// request costs one hop to a blocking thread, not two.
+pub struct Taxii(pub Credentials);
+
+/// The `Authorization` header of a request, unchecked.
+pub struct Credentials(Option<Result<String, ()>>);
+
+impl Credentials {
+    /// Authenticates: the caller, or 401.
+    pub fn caller(&self, node: &Node) -> Result<Caller, NodeError> {
+        match &self.0 {
+            None => Err(NodeError::Unauthenticated(
+                "send HTTP Basic credentials or a bearer token".into(),
+            )),
+            Some(Err(())) => Err(NodeError::Unauthenticated(
+                "the Authorization header is not ASCII".into(),
+            )),
+            Some(Ok(v)) => authenticate(node, v),
+        }
+    }
+}
 
 impl FromRequestParts<App> for Taxii {
     type Rejection = ApiError;
@@ -130,22 +149,12 @@ impl FromRequestParts<App> for Taxii {
                 ),
             ));
         }
+        let _ = app;
         let auth = parts
             .headers
             .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_owned));
-        let node = app.node.clone();
-        let caller = blocking(move || match auth {
-            None => Err(NodeError::Unauthenticated(
-                "send HTTP Basic credentials or a bearer token".into(),
-            )),
-            Some(Err(_)) => Err(NodeError::Unauthenticated(
-                "the Authorization header is not ASCII".into(),
-            )),
-            Some(Ok(v)) => authenticate(&node, &v),
-        })
-        .await?;
-        Ok(Taxii(caller))
+            .map(|v| v.to_str().map(str::to_owned).map_err(|_| ()));
+        Ok(Taxii(Credentials(auth)))
     }
 }
 
@@ -169,10 +178,29 @@ fn authenticate(node: &Node, header: &str) -> Result<Caller, NodeError> {
     }
 }
 
+/// Node calls running at once: a few per core. More would not go faster (the work is
+/// CPU and SQLite), but would open more SQLite connections and queue inside SQLite
+/// instead of here (measured: 32 concurrent GETs churned the read-connection pool,
+/// re-parsing the schema on every new connection).
+fn node_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new((2 * cores).max(4))
+    })
+}
+
 /// Runs blocking node work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = node_permits().acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "the server is stopping",
+        )
+    })?;
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(
@@ -276,68 +304,102 @@ async fn healthz(State(app): State<App>) -> Response {
     }
 }
 
-async fn discovery(State(app): State<App>, Taxii(_caller): Taxii) -> ApiResult {
+async fn discovery(State(app): State<App>, Taxii(cred): Taxii) -> ApiResult {
     let node = app.node.clone();
-    json(&blocking(move || node.discovery()).await?)
+    json(
+        &blocking(move || {
+            cred.caller(&node)?;
+            node.discovery()
+        })
+        .await?,
+    )
 }
 
 async fn api_root(
     State(app): State<App>,
-    Taxii(_caller): Taxii,
+    Taxii(cred): Taxii,
     Path(root): Path<String>,
 ) -> ApiResult {
     let node = app.node.clone();
-    json(&blocking(move || node.api_root(&root)).await?)
+    json(
+        &blocking(move || {
+            cred.caller(&node)?;
+            node.api_root(&root)
+        })
+        .await?,
+    )
 }
 
 async fn status(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, id)): Path<(String, String)>,
 ) -> ApiResult {
     let node = app.node.clone();
-    json(&blocking(move || node.status(&caller, &root, &id, now_micros())).await?)
+    json(
+        &blocking(move || {
+            let caller = cred.caller(&node)?;
+            node.status(&caller, &root, &id, now_micros())
+        })
+        .await?,
+    )
 }
 
 async fn collections(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path(root): Path<String>,
 ) -> ApiResult {
     let node = app.node.clone();
-    json(&blocking(move || node.collections(&caller, &root)).await?)
+    json(
+        &blocking(move || {
+            let caller = cred.caller(&node)?;
+            node.collections(&caller, &root)
+        })
+        .await?,
+    )
 }
 
 async fn collection(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid)): Path<(String, String)>,
 ) -> ApiResult {
     let node = app.node.clone();
-    json(&blocking(move || node.collection(&caller, &root, &cid)).await?)
+    json(
+        &blocking(move || {
+            let caller = cred.caller(&node)?;
+            node.collection(&caller, &root, &cid)
+        })
+        .await?,
+    )
 }
 
 async fn manifest(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let node = app.node.clone();
-    let page =
-        blocking(move || node.manifest(&caller, &root, &cid, q.as_deref().unwrap_or(""))).await?;
+    let page = blocking(move || {
+        let caller = cred.caller(&node)?;
+        node.manifest(&caller, &root, &cid, q.as_deref().unwrap_or(""))
+    })
+    .await?;
     let body = serde_json::to_vec(&page.manifest()).unwrap_or_default();
     Ok(paged(&page, body))
 }
 
 async fn objects(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let node = app.node.clone();
     let (page, body) = blocking(move || {
+        let caller = cred.caller(&node)?;
         let page = node.objects(&caller, &root, &cid, q.as_deref().unwrap_or(""))?;
         let body = page.envelope();
         Ok((page, body))
@@ -348,12 +410,13 @@ async fn objects(
 
 async fn object(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid, oid)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let node = app.node.clone();
     let (page, body) = blocking(move || {
+        let caller = cred.caller(&node)?;
         let page = node.object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))?;
         let body = page.envelope();
         Ok((page, body))
@@ -364,37 +427,50 @@ async fn object(
 
 async fn versions(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid, oid)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let node = app.node.clone();
-    let page =
-        blocking(move || node.versions(&caller, &root, &cid, &oid, q.as_deref().unwrap_or("")))
-            .await?;
+    let page = blocking(move || {
+        let caller = cred.caller(&node)?;
+        node.versions(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))
+    })
+    .await?;
     let body = serde_json::to_vec(&page.versions()).unwrap_or_default();
     Ok(paged(&page, body))
 }
 
 async fn delete_object(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid, oid)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let node = app.node.clone();
-    blocking(move || node.delete_object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or("")))
-        .await?;
+    blocking(move || {
+        let caller = cred.caller(&node)?;
+        node.delete_object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn add_objects(
     State(app): State<App>,
-    Taxii(caller): Taxii,
+    Taxii(cred): Taxii,
     Path((root, cid)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    // Authenticate before anything else, and before reading a body.
+    let node = app.node.clone();
+    let root2 = root.clone();
+    let (caller, limit) = blocking(move || {
+        let caller = cred.caller(&node)?;
+        Ok((caller, node.max_content_length(&root2)?))
+    })
+    .await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -409,9 +485,6 @@ async fn add_objects(
             ),
         ));
     }
-    let node = app.node.clone();
-    let root2 = root.clone();
-    let limit = blocking(move || node.max_content_length(&root2)).await?;
     let too_large = |n: Option<u64>| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
