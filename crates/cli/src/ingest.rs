@@ -55,6 +55,15 @@ impl Source {
             reader: Box::new(file),
         })
     }
+
+    /// An input read from any reader (a TAXII download, ...), called `name` in reports.
+    pub fn from_reader(name: impl Into<String>, reader: impl Read + Send + 'static) -> Source {
+        Source {
+            name: name.into(),
+            len: None,
+            reader: Box::new(reader),
+        }
+    }
 }
 
 /// Where an object stood in the input and what validation said about it.
@@ -260,7 +269,11 @@ fn progress_bar(len: Option<u64>, enabled: bool) -> Option<ProgressBar> {
 }
 
 /// Reports every object of a batch whose valid objects got `outcomes`.
-fn report_batch(rep: &mut Reporter, batch: &Batch, outcomes: &mut dyn Iterator<Item = Outcome>) {
+pub fn report_batch(
+    rep: &mut Reporter,
+    batch: &Batch,
+    outcomes: &mut dyn Iterator<Item = Outcome>,
+) {
     let mut objects = batch.objects.iter();
     for meta in &batch.meta {
         match meta {
@@ -316,20 +329,34 @@ pub fn import_files(
     files: &[PathBuf],
     opts: &ImportOptions,
 ) -> anyhow::Result<Status> {
-    let col = store.find_collection(collection).with_context(|| {
-        format!(
-            "no collection {collection:?} (create it with `phalanx collection create {collection}`)"
-        )
-    })?;
+    let col = find_collection(store, collection)?;
     // Open everything first: a typo in the last file name should not leave a half import.
     let sources = open_all(files)?;
+    import_sources(store, &col.id, sources, opts)
+}
+
+/// The local collection `name` (id, alias or title), with a hint when there is none.
+pub fn find_collection(store: &dyn Store, name: &str) -> anyhow::Result<phalanx_store::Collection> {
+    store.find_collection(name).with_context(|| {
+        format!("no collection {name:?} (create it with `phalanx collection create {name}`)")
+    })
+}
+
+/// Streams every source into the collection with id `collection_id` (the path of
+/// `phalanx import`, also used by `phalanx taxii pull`).
+pub fn import_sources(
+    store: &dyn Store,
+    collection_id: &str,
+    sources: Vec<Source>,
+    opts: &ImportOptions,
+) -> anyhow::Result<Status> {
     let mut rep = Reporter::new(opts.json, opts.all_warnings);
     for source in sources {
         let pb = progress_bar(source.len, opts.progress);
         rep.start_file(&source.name, pb);
         let mut stored = 0u64;
         let result = read_batches(source, opts.batch, SplitLimits::default(), |batch| {
-            let outcomes = store.ingest(&col.id, &batch.objects, datadir::now_micros())?;
+            let outcomes = store.ingest(collection_id, &batch.objects, datadir::now_micros())?;
             stored += outcomes.iter().filter(|o| o.is_added()).count() as u64;
             let mut it = outcomes.into_iter().map(|o| match o {
                 IngestOutcome::Added { date_added } => Outcome::Accepted { date_added },

@@ -12,6 +12,7 @@ mod export;
 mod ingest;
 mod report;
 mod serve;
+mod taxii;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phalanx_store::{NewCollection, Store};
@@ -75,6 +76,9 @@ enum Command {
     /// Users for HTTP Basic authentication
     #[command(subcommand)]
     User(access::UserCmd),
+    /// Pull from or push to a remote TAXII 2.1 server
+    #[command(subcommand)]
+    Taxii(taxii::TaxiiCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Serve(a) => serve::run(&cli.data, &a),
         Command::Token(cmd) => access::token(&cli.data, json, cmd),
         Command::User(cmd) => access::user(&cli.data, json, cmd),
+        Command::Taxii(cmd) => taxii::run(&cli.data, json, cmd),
     }
 }
 

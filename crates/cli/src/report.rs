@@ -137,8 +137,18 @@ impl Reporter {
         self.progress.as_ref()
     }
 
+    /// Whether output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// One more JSON line on stdout, in order with the per-object lines.
+    pub fn json_line(&mut self, v: &Value) {
+        let _ = writeln!(self.out, "{v}");
+    }
+
     /// A human line on stderr that does not tear the progress bar.
-    fn say(&self, line: &str) {
+    pub fn say(&self, line: &str) {
         match &self.progress {
             Some(pb) => pb.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),

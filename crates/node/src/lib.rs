@@ -151,6 +151,7 @@ impl ObjectPage {
     pub fn manifest(&self) -> Manifest {
         Manifest {
             more: self.more,
+            next: self.next.clone(),
             objects: self
                 .items
                 .iter()
@@ -168,6 +169,7 @@ impl ObjectPage {
     pub fn versions(&self) -> Versions {
         Versions {
             more: self.more,
+            next: self.next.clone(),
             versions: self.items.iter().map(|o| o.version.to_string()).collect(),
         }
     }

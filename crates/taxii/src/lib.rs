@@ -3,7 +3,8 @@
 //! TAXII 2.1 on the wire: the resources ([`Discovery`], [`ApiRootInfo`],
 //! [`CollectionInfo`], [`Manifest`], [`Versions`], [`Status`], [`TaxiiError`]), media
 //! types and content negotiation ([`media`]), and the request filters of the
-//! objects/manifest/versions endpoints ([`query`]).
+//! objects/manifest/versions endpoints ([`query`]). With the cargo feature `client`,
+//! [`client`] is an async TAXII 2.1 client for any TAXII 2.1 server.
 //!
 //! Rules kept here for every user of the crate (STANDARDS.md §1):
 //! - empty lists are never emitted: the key is omitted instead (`{}` is an empty page);
@@ -11,6 +12,8 @@
 //!   headers) carry exactly six fraction digits ([`taxii_time`]), and are parsed leniently;
 //! - `http_status` in an error body is a string.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod media;
 pub mod query;
 
@@ -85,20 +88,26 @@ pub struct ManifestRecord {
     pub media_type: Option<String>,
 }
 
-/// The manifest resource (TAXII defines no `next` here; the header and `more` page it).
+/// The manifest resource. TAXII 2.1 defines no `next` here although the endpoint takes
+/// one; Phalanx sends it whenever `more` is true, because clients that page by `next`
+/// (taxii2-client's `as_pages`) would otherwise request the first page forever.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     #[serde(default, skip_serializing_if = "is_false")]
     pub more: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ManifestRecord>,
 }
 
-/// The versions resource.
+/// The versions resource (with `next` when `more`, as [`Manifest`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
     #[serde(default, skip_serializing_if = "is_false")]
     pub more: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<String>,
 }
