@@ -7,6 +7,7 @@
 mod access;
 mod backup;
 mod bench;
+mod bench_taxii;
 mod datadir;
 mod export;
 mod ingest;
@@ -144,6 +145,8 @@ struct ImportArgs {
 enum BenchCmd {
     /// Generate N indicators, import them into a fresh store and report throughput.
     Import(bench::BenchArgs),
+    /// TAXII load benchmark: write, read back, concurrent single GETs (phalanx or --url)
+    Taxii(bench_taxii::BenchTaxiiArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -225,6 +228,10 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Bench(BenchCmd::Import(a)) => {
             bench::import(&a, json)?;
+            Ok(Status::Ok)
+        }
+        Command::Bench(BenchCmd::Taxii(a)) => {
+            bench_taxii::run(&a, json)?;
             Ok(Status::Ok)
         }
         Command::Serve(a) => serve::run(&cli.data, &a),

@@ -472,12 +472,15 @@ impl Node {
     /// without rights does not learn that it exists).
     fn visible_collection(&self, caller: &Caller, root: &str, id: &str) -> Result<Collection> {
         let not_found = || NodeError::NotFound(format!("collection {id} in API root {root}"));
-        let c = self
-            .store
-            .collections(Some(root))?
-            .into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(not_found)?;
+        // TAXII names collections by id only (aliases and titles are for the CLI).
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(not_found());
+        }
+        let c = match self.store.find_collection(id) {
+            Ok(c) if c.id == id && c.api_root == root => c,
+            Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
         if caller.may_read(&c) || caller.may_write(&c) {
             Ok(c)
         } else {
@@ -711,95 +714,63 @@ impl Node {
                 self.cfg.max_objects_per_envelope
             )));
         }
-        // Parse and validate each object on its own: one bad object fails alone.
+        // Parse and validate each object on its own (one bad object fails alone), on
+        // every core for large envelopes.
+        let request_time = taxii_time(now_us);
+        let checked = check_all(&raws, self.cfg.max_depth, &request_time);
         let mut slots: Vec<std::result::Result<usize, StatusDetail>> =
             Vec::with_capacity(raws.len());
         let mut valid: Vec<ValidObject> = Vec::new();
-        let request_time = taxii_time(now_us);
-        for raw in &raws {
-            match StixObject::parse(raw.get().as_bytes(), self.cfg.max_depth) {
-                Err(e) => slots.push(Err(StatusDetail {
-                    id: loose_field(raw.get(), "id").unwrap_or_default(),
-                    version: loose_version(raw.get()).unwrap_or_else(|| request_time.clone()),
-                    message: Some(format!("not a STIX object: {e}")),
-                })),
-                Ok(obj) => match validate(obj) {
-                    Ok((v, _warnings)) => {
-                        slots.push(Ok(valid.len()));
-                        valid.push(v);
-                    }
-                    Err((obj, report)) => slots.push(Err(StatusDetail {
-                        id: obj.id().to_owned(),
-                        version: object_version(&obj).unwrap_or_else(|| request_time.clone()),
-                        message: Some(describe(&report.errors)),
-                    })),
-                },
-            }
-        }
-        let outcomes = if valid.is_empty() {
-            Vec::new()
-        } else {
-            self.store.ingest(&c.id, &valid, now_us)?
-        };
-        let mut successes = Vec::new();
-        let mut failures = Vec::new();
-        for slot in slots {
-            match slot {
-                Err(d) => failures.push(d),
-                Ok(i) => {
-                    let o = &valid[i];
-                    let version = |date_added: Option<i64>| {
-                        object_version(o)
-                            .or_else(|| date_added.map(taxii_time))
-                            .unwrap_or_else(|| request_time.clone())
-                    };
-                    match outcomes[i] {
-                        IngestOutcome::Added { date_added } => successes.push(StatusDetail {
-                            id: o.id().to_owned(),
-                            version: version(Some(date_added)),
-                            message: None,
-                        }),
-                        IngestOutcome::Duplicate => successes.push(StatusDetail {
-                            id: o.id().to_owned(),
-                            version: version(None),
-                            message: Some("already stored (identical)".into()),
-                        }),
-                        IngestOutcome::Conflict { existing_date_added } => {
-                            failures.push(StatusDetail {
-                                id: o.id().to_owned(),
-                                version: version(None),
-                                message: Some(format!(
-                                    "a different object with this id and version was stored at {}; versions are immutable, publish a new modified",
-                                    taxii_time(existing_date_added)
-                                )),
-                            })
-                        }
-                    }
+        for c in checked {
+            match c {
+                Ok(v) => {
+                    slots.push(Ok(valid.len()));
+                    valid.push(v);
                 }
+                Err(d) => slots.push(Err(d)),
             }
         }
-        let status = Status {
-            id: uuid::Uuid::new_v4().to_string(),
-            status: StatusState::Complete,
-            request_timestamp: Some(request_time),
-            total_count: raws.len() as u64,
-            success_count: successes.len() as u64,
-            successes,
-            failure_count: failures.len() as u64,
-            failures,
-            pending_count: 0,
-            pendings: Vec::new(),
+        let status_id = uuid::Uuid::new_v4().to_string();
+        let build = |outcomes: &[IngestOutcome]| {
+            build_status(
+                &status_id,
+                &slots,
+                &valid,
+                outcomes,
+                &request_time,
+                raws.len(),
+            )
         };
-        self.store.put_status(
-            &status.id,
-            &StoredStatus {
-                api_root: root.to_owned(),
-                owner: caller.id.clone(),
-                created_us: now_us,
-                body: serde_json::to_string(&status)
-                    .map_err(|e| NodeError::Internal(e.to_string()))?,
-            },
-        )?;
+        let status = if valid.is_empty() {
+            let st = build(&[]);
+            self.store
+                .put_status(&st.id, &stored_status(&st, root, caller, now_us)?)?;
+            st
+        } else {
+            // The status is written in the objects' transaction: acknowledged together.
+            let mut built = None;
+            let mut record = |outcomes: &[IngestOutcome]| {
+                let st = build(outcomes);
+                let stored = stored_status(&st, root, caller, now_us);
+                let id = st.id.clone();
+                built = Some((st, stored.is_ok()));
+                (
+                    id,
+                    stored.unwrap_or_else(|_| StoredStatus {
+                        api_root: root.to_owned(),
+                        owner: caller.id.clone(),
+                        created_us: now_us,
+                        body: "{}".into(),
+                    }),
+                )
+            };
+            self.store
+                .ingest_with_status(&c.id, &valid, now_us, &mut record)?;
+            match built {
+                Some((st, true)) => st,
+                _ => return Err(NodeError::Internal("cannot serialise the status".into())),
+            }
+        };
         Ok(status)
     }
 
@@ -859,6 +830,117 @@ impl Node {
         }
         Ok(after_us)
     }
+}
+
+/// Parses and validates raw objects, in input order, on up to all cores.
+fn check_all(
+    raws: &[&serde_json::value::RawValue],
+    max_depth: usize,
+    request_time: &str,
+) -> Vec<std::result::Result<ValidObject, StatusDetail>> {
+    let check = |raw: &&serde_json::value::RawValue| match StixObject::parse(
+        raw.get().as_bytes(),
+        max_depth,
+    ) {
+        Err(e) => Err(StatusDetail {
+            id: loose_field(raw.get(), "id").unwrap_or_default(),
+            version: loose_version(raw.get()).unwrap_or_else(|| request_time.to_owned()),
+            message: Some(format!("not a STIX object: {e}")),
+        }),
+        Ok(obj) => match validate(obj) {
+            Ok((v, _warnings)) => Ok(v),
+            Err((obj, report)) => Err(StatusDetail {
+                id: obj.id().to_owned(),
+                version: object_version(&obj).unwrap_or_else(|| request_time.to_owned()),
+                message: Some(describe(&report.errors)),
+            }),
+        },
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if raws.len() < 128 || threads < 2 {
+        return raws.iter().map(check).collect();
+    }
+    let per = raws.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = raws
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// The status of an add-objects request from the per-object results.
+fn build_status(
+    id: &str,
+    slots: &[std::result::Result<usize, StatusDetail>],
+    valid: &[ValidObject],
+    outcomes: &[IngestOutcome],
+    request_time: &str,
+    total: usize,
+) -> Status {
+    let mut successes = Vec::new();
+    let mut failures = Vec::new();
+    for slot in slots {
+        match slot {
+            Err(d) => failures.push(d.clone()),
+            Ok(i) => {
+                let o = &valid[*i];
+                let version = |date_added: Option<i64>| {
+                    object_version(o)
+                        .or_else(|| date_added.map(taxii_time))
+                        .unwrap_or_else(|| request_time.to_owned())
+                };
+                let detail = |version, message: Option<String>| StatusDetail {
+                    id: o.id().to_owned(),
+                    version,
+                    message,
+                };
+                match outcomes[*i] {
+                    IngestOutcome::Added { date_added } => {
+                        successes.push(detail(version(Some(date_added)), None));
+                    }
+                    IngestOutcome::Duplicate => successes.push(detail(
+                        version(None),
+                        Some("already stored (identical)".into()),
+                    )),
+                    IngestOutcome::Conflict {
+                        existing_date_added,
+                    } => failures.push(detail(
+                        version(None),
+                        Some(format!(
+                            "a different object with this id and version was stored at {}; versions are immutable, publish a new modified",
+                            taxii_time(existing_date_added)
+                        )),
+                    )),
+                }
+            }
+        }
+    }
+    Status {
+        id: id.to_owned(),
+        status: StatusState::Complete,
+        request_timestamp: Some(request_time.to_owned()),
+        total_count: total as u64,
+        success_count: successes.len() as u64,
+        successes,
+        failure_count: failures.len() as u64,
+        failures,
+        pending_count: 0,
+        pendings: Vec::new(),
+    }
+}
+
+fn stored_status(st: &Status, root: &str, caller: &Caller, now_us: i64) -> Result<StoredStatus> {
+    Ok(StoredStatus {
+        api_root: root.to_owned(),
+        owner: caller.id.clone(),
+        created_us: now_us,
+        body: serde_json::to_string(st).map_err(|e| NodeError::Internal(e.to_string()))?,
+    })
 }
 
 /// A hash verified against when the user does not exist (any valid argon2id PHC).

@@ -306,6 +306,9 @@ pub struct StoredStatus {
     pub body: String,
 }
 
+/// Builds the status resource of an ingest from its outcomes: (status id, status).
+pub type StatusBuilder<'a> = dyn FnMut(&[IngestOutcome]) -> (String, StoredStatus) + 'a;
+
 /// Persistence for a node. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
     /// Creates an API root if it does not exist; returns it.
@@ -326,6 +329,16 @@ pub trait Store: Send + Sync {
         collection: &str,
         objects: &[ValidObject],
         now_us: i64,
+    ) -> Result<Vec<IngestOutcome>>;
+    /// As [`Store::ingest`], and in the same transaction stores the status resource that
+    /// `status` builds from the outcomes: an acknowledged request and its objects are
+    /// durable together (one commit, one fsync).
+    fn ingest_with_status(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        now_us: i64,
+        status: &mut StatusBuilder<'_>,
     ) -> Result<Vec<IngestOutcome>>;
     /// Stores a batch with given `date_added` values (restore); duplicates are skipped.
     fn ingest_with_dates(

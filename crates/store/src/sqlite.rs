@@ -5,8 +5,8 @@
 
 use crate::{
     ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, IngestOutcome, NewCollection, ObjectQuery,
-    Page, Principal, PrincipalKind, Result, Store, StoreError, StoredObject, StoredStatus,
-    VersionFilter,
+    Page, Principal, PrincipalKind, Result, StatusBuilder, Store, StoreError, StoredObject,
+    StoredStatus, VersionFilter,
 };
 use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -244,6 +244,7 @@ impl SqliteStore {
         collection: &str,
         objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>)>,
         now_us: i64,
+        status: Option<&mut StatusBuilder<'_>>,
     ) -> Result<Vec<IngestOutcome>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -265,6 +266,10 @@ impl SqliteStore {
                 last = last.max(date_added);
             }
             out.push(outcome);
+        }
+        if let Some(status) = status {
+            let (id, st) = status(&out);
+            put_status(&tx, &id, &st)?;
         }
         tx.commit()?;
         Ok(out)
@@ -624,7 +629,27 @@ impl Store for SqliteStore {
         objects: &[ValidObject],
         now_us: i64,
     ) -> Result<Vec<IngestOutcome>> {
-        self.ingest_tx(collection, &mut objects.iter().map(|o| (o, None)), now_us)
+        self.ingest_tx(
+            collection,
+            &mut objects.iter().map(|o| (o, None)),
+            now_us,
+            None,
+        )
+    }
+
+    fn ingest_with_status(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        now_us: i64,
+        status: &mut StatusBuilder<'_>,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_tx(
+            collection,
+            &mut objects.iter().map(|o| (o, None)),
+            now_us,
+            Some(status),
+        )
     }
 
     fn ingest_with_dates(
@@ -636,6 +661,7 @@ impl Store for SqliteStore {
             collection,
             &mut objects.iter().map(|(o, d)| (o, Some(*d))),
             0,
+            None,
         )
     }
 
@@ -767,12 +793,7 @@ impl Store for SqliteStore {
     }
 
     fn put_status(&self, id: &str, st: &StoredStatus) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO statuses (id, api_root, owner, created, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-            params![id, st.api_root, st.owner, st.created_us, st.body],
-        )?;
-        Ok(())
+        put_status(&self.conn(), id, st)
     }
 
     fn status(&self, id: &str) -> Result<Option<StoredStatus>> {
@@ -817,6 +838,15 @@ impl Store for SqliteStore {
             })?,
         )
     }
+}
+
+fn put_status(conn: &Connection, id: &str, st: &StoredStatus) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO statuses (id, api_root, owner, created, body) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+    )?
+    .execute(params![id, st.api_root, st.owner, st.created_us, st.body])?;
+    Ok(())
 }
 
 const PRINCIPAL_COLUMNS: &str =
