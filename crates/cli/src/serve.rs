@@ -155,7 +155,11 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(phalanx_server::serve(node, opts, shutdown_signal(), |addr, tls| {
+    let shutdown = {
+        let _guard = runtime.enter();
+        shutdown_signal()?
+    };
+    runtime.block_on(phalanx_server::serve(node, opts, shutdown, |addr, tls| {
         let scheme = if tls { "https" } else { "http" };
         println!("Phalanx TAXII 2.1 server listening on {scheme}://{addr}/taxii2/");
         println!("data directory: {}", data.display());
@@ -173,24 +177,26 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. The handlers are installed now, before the banner says the server
+/// is up: a signal that arrives right after the banner must stop it gracefully, not kill
+/// it with the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
             }
-            Err(_) => std::future::pending().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
