@@ -3,7 +3,6 @@
 
 use crate::{Status, datadir, report};
 use clap::{Args, Subcommand};
-use phalanx_node::Node;
 use phalanx_store::{Access, Principal, PrincipalKind};
 use std::io::Read;
 use std::path::Path;
@@ -63,11 +62,6 @@ pub enum UserCmd {
     List,
 }
 
-fn node(data: &Path) -> anyhow::Result<Node> {
-    let store = datadir::open(data)?;
-    Ok(Node::new(std::sync::Arc::new(store), Default::default())?)
-}
-
 fn access_text(a: &Access) -> String {
     match a {
         Access::None => "-".into(),
@@ -119,7 +113,7 @@ fn print_principals(ps: &[Principal], json: bool) {
 }
 
 pub fn token(data: &Path, json: bool, cmd: TokenCmd) -> anyhow::Result<Status> {
-    let node = node(data)?;
+    let node = datadir::open_node(data)?;
     let now = datadir::now_micros();
     match cmd {
         TokenCmd::Create { org, label, grants } => {
@@ -159,7 +153,7 @@ pub fn token(data: &Path, json: bool, cmd: TokenCmd) -> anyhow::Result<Status> {
 }
 
 pub fn user(data: &Path, json: bool, cmd: UserCmd) -> anyhow::Result<Status> {
-    let node = node(data)?;
+    let node = datadir::open_node(data)?;
     match cmd {
         UserCmd::Add {
             name,

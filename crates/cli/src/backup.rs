@@ -15,9 +15,10 @@
 //! text as a JSON string (so it survives byte for byte). The `end` line makes a truncated
 //! backup detectable. Restoring the same backup twice changes nothing.
 
-use crate::export::{scan, with_output};
+use crate::export::with_output;
 use crate::report::{micros_text, print_json};
 use anyhow::{Context, bail};
+use phalanx_node::{Caller, Node, Purpose};
 use phalanx_stix::{StixObject, ValidObject, validate};
 use phalanx_store::{
     ApiRoot, Collection, IngestOutcome, NewCollection, ObjectQuery, Store, VersionFilter,
@@ -67,7 +68,8 @@ enum Line<'a> {
 }
 
 /// `phalanx backup FILE`.
-pub fn backup(store: &dyn Store, file: &Path, json: bool) -> anyhow::Result<()> {
+pub fn backup(node: &Node, file: &Path, json: bool) -> anyhow::Result<()> {
+    let store = node.store();
     let mut counts = Counts::default();
     with_output(Some(file), |w| {
         let header = Header {
@@ -91,14 +93,14 @@ pub fn backup(store: &dyn Store, file: &Path, json: bool) -> anyhow::Result<()> 
                 limit: 2000,
                 ..ObjectQuery::new(&c.id)
             };
-            counts.objects += scan(store, q, |o| {
+            counts.objects += node.scan(&Caller::local_operator(), Purpose::Backup, q, |o| {
                 let line = ObjectLine {
                     collection: &c.id,
                     date_added_us: o.date_added,
                     json: o.raw.as_str().into(),
                 };
                 writeln!(w, "{{\"object\":{}}}", serde_json::to_string(&line)?)?;
-                Ok(())
+                Ok::<_, anyhow::Error>(())
             })?;
         }
         writeln!(w, "{}", serde_json::json!({ "end": &counts }))?;

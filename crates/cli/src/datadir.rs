@@ -20,3 +20,12 @@ pub fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
     store.ensure_api_root(DEFAULT_API_ROOT, "Phalanx default API root")?;
     Ok(store)
 }
+
+/// Opens the node (service layer) over the data directory's store.
+pub fn open_node(dir: &Path) -> anyhow::Result<phalanx_node::Node> {
+    let store = open(dir)?;
+    Ok(phalanx_node::Node::new(
+        std::sync::Arc::new(store),
+        phalanx_node::NodeConfig::default(),
+    )?)
+}

@@ -4,8 +4,9 @@
 use crate::Format;
 use anyhow::Context;
 use clap::Args;
+use phalanx_node::{Caller, Node, Purpose};
 use phalanx_stix::Timestamp;
-use phalanx_store::{ObjectQuery, Store, StoredObject, VersionFilter};
+use phalanx_store::{ObjectQuery, VersionFilter};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -46,28 +47,8 @@ fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_versions(s: &str) -> Result<VersionFilter, String> {
+pub fn parse_versions(s: &str) -> Result<VersionFilter, String> {
     VersionFilter::parse(s).map_err(|e| e.to_string())
-}
-
-/// Calls `f` for every object matching `q`, in `date_added` order, one page at a time.
-pub fn scan(
-    store: &dyn Store,
-    mut q: ObjectQuery,
-    mut f: impl FnMut(&StoredObject) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let mut n = 0;
-    loop {
-        let page = store.query(&q)?;
-        for o in &page.items {
-            f(o)?;
-            n += 1;
-        }
-        match (page.more, page.items.last()) {
-            (true, Some(last)) => q.after = Some(last.date_added),
-            _ => return Ok(n),
-        }
-    }
 }
 
 /// An object's JSON on one line. JSON strings cannot hold raw line breaks, so any line
@@ -134,8 +115,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// `phalanx export`.
-pub fn run(store: &dyn Store, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
-    let col = store
+pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
+    let col = node
+        .store()
         .find_collection(&a.collection)
         .with_context(|| format!("cannot export collection {:?}", a.collection))?;
     let q = ObjectQuery {
@@ -157,19 +139,19 @@ pub fn run(store: &dyn Store, a: &ExportArgs, json: bool) -> anyhow::Result<()> 
                     uuid::Uuid::new_v4()
                 )?;
                 let mut first = true;
-                let n = scan(store, q, |o| {
+                let n = node.scan(&Caller::local_operator(), Purpose::Export, q, |o| {
                     w.write_all(if first { b"\n" } else { b",\n" })?;
                     first = false;
                     w.write_all(o.raw.as_bytes())?;
-                    Ok(())
+                    Ok::<_, anyhow::Error>(())
                 })?;
                 w.write_all(b"\n]}\n")?;
                 n
             }
-            Format::Jsonl => scan(store, q, |o| {
+            Format::Jsonl => node.scan(&Caller::local_operator(), Purpose::Export, q, |o| {
                 w.write_all(one_line(&o.raw).as_bytes())?;
                 w.write_all(b"\n")?;
-                Ok(())
+                Ok::<_, anyhow::Error>(())
             })?,
         };
         Ok(())

@@ -212,13 +212,11 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             ingest::import_files(&store, &a.collection, &a.files, &opts)
         }
         Command::Export(a) => {
-            let store = datadir::open(&cli.data)?;
-            export::run(&store, &a, json)?;
+            export::run(&datadir::open_node(&cli.data)?, &a, json)?;
             Ok(Status::Ok)
         }
         Command::Backup { file } => {
-            let store = datadir::open(&cli.data)?;
-            backup::backup(&store, &file, json)?;
+            backup::backup(&datadir::open_node(&cli.data)?, &file, json)?;
             Ok(Status::Ok)
         }
         Command::Restore { file } => {

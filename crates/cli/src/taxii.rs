@@ -107,7 +107,7 @@ pub struct PullArgs {
     #[arg(long = "type", value_delimiter = ',', value_name = "T,...")]
     types: Vec<String>,
     /// Versions: all, first, last or timestamps, comma-separated
-    #[arg(long, default_value = "all", value_parser = parse_versions)]
+    #[arg(long, default_value = "all", value_parser = crate::export::parse_versions)]
     version: VersionFilter,
     /// Objects per local store transaction
     #[arg(long, default_value_t = ingest::DEFAULT_BATCH)]
@@ -156,10 +156,6 @@ fn parse_positive(s: &str) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{s:?} is not a positive integer")),
     }
-}
-
-fn parse_versions(s: &str) -> Result<VersionFilter, String> {
-    VersionFilter::parse(s).map_err(|e| e.message)
 }
 
 /// Runs `phalanx taxii ...`.

@@ -22,6 +22,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The operator of this node on its command line (export, backup): every right.
+    pub fn local_operator() -> Caller {
+        Caller {
+            id: "local:operator".into(),
+            name: "local operator".into(),
+            org: "local".into(),
+            read: Access::All,
+            write: Access::All,
+            admin: true,
+        }
+    }
+
     /// The caller a principal authenticates as.
     pub fn of(p: &Principal) -> Caller {
         Caller {

@@ -12,7 +12,7 @@ pub mod auth;
 pub use auth::Caller;
 
 use hmac::{Hmac, Mac};
-use phalanx_stix::{StixObject, Timestamp, ValidObject, validate};
+use phalanx_stix::{StixObject, ValidObject, validate};
 use phalanx_store::{
     Access, Collection, IngestOutcome, NewCollection, ObjectQuery, Principal, PrincipalKind, Store,
     StoreError, StoredObject, StoredStatus, VersionFilter,
@@ -114,8 +114,12 @@ impl Default for NodeConfig {
 /// Why objects leave the node (the sharing policy will decide per purpose).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// A TAXII read or a local export.
+    /// A TAXII read.
     Read,
+    /// A file written by `phalanx export`.
+    Export,
+    /// A node backup (`phalanx backup`).
+    Backup,
 }
 
 /// What a paged read lists.
@@ -514,13 +518,45 @@ impl Node {
         &self,
         caller: &Caller,
         collection: &Collection,
-        _purpose: Purpose,
+        purpose: Purpose,
         items: Vec<StoredObject>,
     ) -> Vec<StoredObject> {
-        if !caller.may_read(collection) {
-            return Vec::new();
+        let allowed = match purpose {
+            Purpose::Read => caller.may_read(collection),
+            // `can_read` is the TAXII flag of a collection; the node's administrator
+            // still exports and backs it up.
+            Purpose::Export | Purpose::Backup => caller.admin || caller.may_read(collection),
+        };
+        if allowed { items } else { Vec::new() }
+    }
+
+    /// Streams every object matching `q` to `f`, page by page in `date_added` order,
+    /// each page through [`Node::egress`] (exports and backups); returns how many
+    /// objects `f` received.
+    pub fn scan<E: From<NodeError>>(
+        &self,
+        caller: &Caller,
+        purpose: Purpose,
+        mut q: ObjectQuery,
+        mut f: impl FnMut(&StoredObject) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let collection = self
+            .store
+            .find_collection(&q.collection)
+            .map_err(NodeError::from)?;
+        let mut n = 0;
+        loop {
+            let page = self.store.query(&q).map_err(NodeError::from)?;
+            let last = page.items.last().map(|o| o.date_added);
+            for o in &self.egress(caller, &collection, purpose, page.items) {
+                f(o)?;
+                n += 1;
+            }
+            match (page.more, last) {
+                (true, Some(last)) => q.after = Some(last),
+                _ => return Ok(n),
+            }
         }
-        items
     }
 
     fn page(
@@ -987,9 +1023,4 @@ pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// A timestamp of microseconds (for callers formatting `date_added` themselves).
-pub fn micros_to_timestamp(us: i64) -> Timestamp {
-    Timestamp::from_micros(us)
 }
