@@ -777,37 +777,17 @@ impl Node {
                 raws.len(),
             )
         };
-        let status = if valid.is_empty() {
-            let st = build(&[]);
-            self.store
-                .put_status(&st.id, &stored_status(&st, root, caller, now_us)?)?;
-            st
-        } else {
-            // The status is written in the objects' transaction: acknowledged together.
-            let mut built = None;
-            let mut record = |outcomes: &[IngestOutcome]| {
+        // The status is written in the objects' transaction: acknowledged together.
+        let mut status = None;
+        self.store
+            .ingest_with_status(&c.id, &valid, now_us, &mut |outcomes| {
                 let st = build(outcomes);
                 let stored = stored_status(&st, root, caller, now_us);
                 let id = st.id.clone();
-                built = Some((st, stored.is_ok()));
-                (
-                    id,
-                    stored.unwrap_or_else(|_| StoredStatus {
-                        api_root: root.to_owned(),
-                        owner: caller.id.clone(),
-                        created_us: now_us,
-                        body: "{}".into(),
-                    }),
-                )
-            };
-            self.store
-                .ingest_with_status(&c.id, &valid, now_us, &mut record)?;
-            match built {
-                Some((st, true)) => st,
-                _ => return Err(NodeError::Internal("cannot serialise the status".into())),
-            }
-        };
-        Ok(status)
+                status = Some(st);
+                (id, stored)
+            })?;
+        status.ok_or_else(|| NodeError::Internal("the store did not record the status".into()))
     }
 
     /// `GET {api-root}/status/{id}/`: the requester's own statuses (administrators see
@@ -970,13 +950,14 @@ fn build_status(
     }
 }
 
-fn stored_status(st: &Status, root: &str, caller: &Caller, now_us: i64) -> Result<StoredStatus> {
-    Ok(StoredStatus {
+fn stored_status(st: &Status, root: &str, caller: &Caller, now_us: i64) -> StoredStatus {
+    StoredStatus {
         api_root: root.to_owned(),
         owner: caller.id.clone(),
         created_us: now_us,
-        body: serde_json::to_string(st).map_err(|e| NodeError::Internal(e.to_string()))?,
-    })
+        // Strings, integers and a unit enum: serialising cannot fail.
+        body: serde_json::to_string(st).expect("a Status serialises"),
+    }
 }
 
 /// A hash verified against when the user does not exist (any valid argon2id PHC).

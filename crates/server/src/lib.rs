@@ -139,7 +139,7 @@ impl Credentials {
 impl FromRequestParts<App> for Taxii {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _app: &App) -> Result<Self, Self::Rejection> {
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -155,7 +155,6 @@ impl FromRequestParts<App> for Taxii {
                 ),
             ));
         }
-        let _ = app;
         let auth = parts
             .headers
             .get(header::AUTHORIZATION)
