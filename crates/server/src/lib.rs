@@ -208,6 +208,15 @@ async fn quick<T: Send + 'static>(
         let caller = cred.caller(&node).map_err(ApiError::from)?;
         return f(&node, caller).map_err(ApiError::from);
     }
+    as_caller(cred, node, f).await
+}
+
+/// Authenticates and runs a node call on the blocking pool.
+async fn as_caller<T: Send + 'static>(
+    cred: Credentials,
+    node: Arc<Node>,
+    f: impl FnOnce(&Node, Caller) -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, ApiError> {
     blocking(move || {
         let caller = cred.caller(&node)?;
         f(&node, caller)
@@ -330,14 +339,7 @@ async fn healthz(State(app): State<App>) -> Response {
 }
 
 async fn discovery(State(app): State<App>, Taxii(cred): Taxii) -> ApiResult {
-    let node = app.node.clone();
-    json(
-        &blocking(move || {
-            cred.caller(&node)?;
-            node.discovery()
-        })
-        .await?,
-    )
+    json(&as_caller(cred, app.node.clone(), move |node, _| node.discovery()).await?)
 }
 
 async fn api_root(
@@ -345,14 +347,7 @@ async fn api_root(
     Taxii(cred): Taxii,
     Path(root): Path<String>,
 ) -> ApiResult {
-    let node = app.node.clone();
-    json(
-        &blocking(move || {
-            cred.caller(&node)?;
-            node.api_root(&root)
-        })
-        .await?,
-    )
+    json(&as_caller(cred, app.node.clone(), move |node, _| node.api_root(&root)).await?)
 }
 
 async fn status(
@@ -360,10 +355,8 @@ async fn status(
     Taxii(cred): Taxii,
     Path((root, id)): Path<(String, String)>,
 ) -> ApiResult {
-    let node = app.node.clone();
     json(
-        &blocking(move || {
-            let caller = cred.caller(&node)?;
+        &as_caller(cred, app.node.clone(), move |node, caller| {
             node.status(&caller, &root, &id, now_micros())
         })
         .await?,
@@ -375,10 +368,8 @@ async fn collections(
     Taxii(cred): Taxii,
     Path(root): Path<String>,
 ) -> ApiResult {
-    let node = app.node.clone();
     json(
-        &blocking(move || {
-            let caller = cred.caller(&node)?;
+        &as_caller(cred, app.node.clone(), move |node, caller| {
             node.collections(&caller, &root)
         })
         .await?,
@@ -390,10 +381,8 @@ async fn collection(
     Taxii(cred): Taxii,
     Path((root, cid)): Path<(String, String)>,
 ) -> ApiResult {
-    let node = app.node.clone();
     json(
-        &blocking(move || {
-            let caller = cred.caller(&node)?;
+        &as_caller(cred, app.node.clone(), move |node, caller| {
             node.collection(&caller, &root, &cid)
         })
         .await?,
@@ -406,9 +395,7 @@ async fn manifest(
     Path((root, cid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let node = app.node.clone();
-    let page = blocking(move || {
-        let caller = cred.caller(&node)?;
+    let page = as_caller(cred, app.node.clone(), move |node, caller| {
         node.manifest(&caller, &root, &cid, q.as_deref().unwrap_or(""))
     })
     .await?;
@@ -422,9 +409,7 @@ async fn objects(
     Path((root, cid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let node = app.node.clone();
-    let (page, body) = blocking(move || {
-        let caller = cred.caller(&node)?;
+    let (page, body) = as_caller(cred, app.node.clone(), move |node, caller| {
         let page = node.objects(&caller, &root, &cid, q.as_deref().unwrap_or(""))?;
         let body = page.envelope();
         Ok((page, body))
@@ -454,9 +439,7 @@ async fn versions(
     Path((root, cid, oid)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let node = app.node.clone();
-    let page = blocking(move || {
-        let caller = cred.caller(&node)?;
+    let page = as_caller(cred, app.node.clone(), move |node, caller| {
         node.versions(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))
     })
     .await?;
@@ -470,9 +453,7 @@ async fn delete_object(
     Path((root, cid, oid)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let node = app.node.clone();
-    blocking(move || {
-        let caller = cred.caller(&node)?;
+    as_caller(cred, app.node.clone(), move |node, caller| {
         node.delete_object(&caller, &root, &cid, &oid, q.as_deref().unwrap_or(""))
     })
     .await?;
