@@ -14,12 +14,11 @@
 use crate::bench::{Rng, indicator, median};
 use anyhow::{Context, bail};
 use clap::Args;
+use phalanx_taxii::Filters;
+use phalanx_taxii::client::{Auth, Client};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TAXII: &str = "application/taxii+json;version=2.1";
 
 #[derive(Args, Debug)]
 pub struct BenchTaxiiArgs {
@@ -56,15 +55,6 @@ pub struct BenchTaxiiArgs {
     label: Option<String>,
 }
 
-/// An envelope as read back.
-#[derive(serde::Deserialize)]
-struct PageIn<'a> {
-    more: Option<bool>,
-    next: Option<Value>,
-    #[serde(borrow)]
-    objects: Option<Vec<&'a serde_json::value::RawValue>>,
-}
-
 /// What one run measured.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -83,24 +73,10 @@ struct Target {
     auth: Auth,
 }
 
-#[derive(Clone)]
-enum Auth {
-    Bearer(String),
-    Basic(String, String),
-}
-
 impl Target {
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        url: &str,
-    ) -> reqwest::RequestBuilder {
-        let r = client.request(method, url).header("Accept", TAXII);
-        match &self.auth {
-            Auth::Bearer(t) => r.bearer_auth(t),
-            Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
-        }
+    /// A client of its own (its own connections).
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::builder().auth(self.auth.clone()).build()?)
     }
 }
 
@@ -162,7 +138,7 @@ fn start_phalanx() -> anyhow::Result<(Served, Target)> {
         Served { child, _dir: dir },
         Target {
             collection_url: format!("http://127.0.0.1:{port}/default/collections/{id}/"),
-            auth: Auth::Bearer(token),
+            auth: Auth::bearer(token),
         },
     ))
 }
@@ -176,146 +152,83 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Run> {
-    let client = reqwest::Client::new();
+    let client = t.client()?;
+    let col = client.collection_at(&t.collection_url).await?;
     let mut rng = Rng(seed);
     let producer = rng.uuid();
-    let objects_url = format!("{}objects/", t.collection_url);
     // The envelopes are built before timing: the benchmark measures the server.
     let mut ids = Vec::with_capacity(a.count as usize);
-    let mut bodies = Vec::new();
-    let mut batch = Vec::with_capacity(a.envelope);
+    let mut objects = Vec::with_capacity(a.count as usize);
     for i in 0..a.count {
         let o = indicator(&mut rng, i, &producer);
         ids.push(o["id"].as_str().unwrap_or_default().to_owned());
-        batch.push(o);
-        if batch.len() == a.envelope || i + 1 == a.count {
-            bodies.push((
-                batch.len(),
-                serde_json::json!({ "objects": std::mem::take(&mut batch) }).to_string(),
-            ));
-        }
+        objects.push(serde_json::value::to_raw_value(&o)?);
     }
 
     let t0 = Instant::now();
-    for (n, body) in bodies {
-        let r = t
-            .request(&client, reqwest::Method::POST, &objects_url)
-            .header("Content-Type", TAXII)
-            .body(body)
-            .send()
+    for envelope in objects.chunks(a.envelope.max(1)) {
+        let st = client
+            .add_objects(&col, envelope.iter().map(AsRef::as_ref))
             .await?;
-        let status = r.status();
-        let st: Value = r
-            .json()
-            .await
-            .with_context(|| format!("POST answered {status}"))?;
-        anyhow::ensure!(status.as_u16() == 202, "POST answered {status}: {st}");
-        // A server may process asynchronously: poll until complete.
-        let mut st = st;
-        while st["status"] != "complete" {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let url = status_url(&t.collection_url, st["id"].as_str().unwrap_or_default());
-            st = t
-                .request(&client, reqwest::Method::GET, &url)
-                .send()
-                .await?
-                .json()
-                .await?;
-        }
         anyhow::ensure!(
-            st["success_count"].as_u64() == Some(n as u64),
-            "not every object stored: {st}"
+            st.success_count == envelope.len() as u64,
+            "not every object stored: {} of {} ({:?})",
+            st.success_count,
+            envelope.len(),
+            st.failures.first()
         );
     }
     let write = a.count as f64 / t0.elapsed().as_secs_f64();
 
     let t0 = Instant::now();
     let mut got = 0u64;
-    let mut query = format!("limit={}", a.page);
-    loop {
-        let r = t
-            .request(
-                &client,
-                reqwest::Method::GET,
-                &format!("{objects_url}?{query}"),
-            )
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "GET objects answered {}",
-            r.status()
-        );
-        let last = r
-            .headers()
-            .get("x-taxii-date-added-last")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        // Objects stay raw (counted, not decoded): the client's cost should not hide
-        // the server's.
-        let bytes = r.bytes().await?;
-        let page: PageIn<'_> = serde_json::from_slice(&bytes).context("page is not an envelope")?;
-        got += page.objects.map_or(0, |o| o.len()) as u64;
-        if page.more != Some(true) {
-            break;
-        }
-        query = match (page.next, last) {
-            (Some(Value::String(n)), _) => format!("limit={}&next={}", a.page, encode(&n)),
-            (Some(Value::Number(n)), _) => format!("limit={}&next={n}", a.page),
-            (_, Some(l)) => format!("limit={}&added_after={}", a.page, encode(&l)),
-            _ => bail!("more is true but there is neither next nor X-TAXII-Date-Added-Last"),
-        };
+    let filters = Filters {
+        limit: Some(a.page),
+        ..Filters::default()
+    };
+    let mut pages = client.objects(&col, &filters);
+    while let Some(page) = pages.next_page().await? {
+        got += page.items.len() as u64;
     }
     let read = got as f64 / t0.elapsed().as_secs_f64();
     anyhow::ensure!(got == a.count, "read back {got} objects, wrote {}", a.count);
 
     // Single GETs: each client its own connection, warmed up with one request.
-    let clients: Vec<reqwest::Client> = (0..a.clients)
-        .map(|_| reqwest::Client::builder().pool_max_idle_per_host(1).build())
-        .collect::<Result<_, _>>()?;
-    let ids = Arc::new(ids);
-    for c in &clients {
-        t.request(
-            c,
-            reqwest::Method::GET,
-            &format!("{objects_url}{}/", ids[0]),
-        )
-        .send()
-        .await?
-        .bytes()
-        .await?;
+    let mut clients = Vec::with_capacity(a.clients);
+    for _ in 0..a.clients {
+        let c = t.client()?;
+        c.object(&col, &ids[0], &Filters::default())
+            .next_page()
+            .await?;
+        clients.push(c);
     }
     let picks: Vec<String> = (0..a.gets)
         .map(|_| ids[(rng.next() % ids.len() as u64) as usize].clone())
         .collect();
-    let per_client = a.gets.div_ceil(a.clients.max(1));
+    let per_client = a.gets.div_ceil(a.clients.max(1)).max(1);
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (c, chunk) in clients.into_iter().zip(picks.chunks(per_client.max(1))) {
-        let (t, chunk, base) = (t.clone(), chunk.to_vec(), objects_url.clone());
+    for (c, chunk) in clients.into_iter().zip(picks.chunks(per_client)) {
+        let (col, chunk) = (col.clone(), chunk.to_vec());
         tasks.spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             for id in chunk {
                 let s = Instant::now();
-                let url = format!("{base}{id}/");
-                let ok = match t.request(&c, reqwest::Method::GET, &url).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
                 // A failed GET is counted, not timed (medallion answers some concurrent
                 // GETs with 500).
-                if ok {
-                    lat.push(s.elapsed().as_secs_f64() * 1000.0);
-                } else {
-                    errors += 1;
+                match c.object(&col, &id, &Filters::default()).next_page().await {
+                    Ok(Some(p)) if !p.items.is_empty() => {
+                        lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
                 }
             }
-            Ok::<_, anyhow::Error>((lat, errors))
+            (lat, errors)
         });
     }
     let (mut lat, mut get_errors) = (Vec::new(), 0);
     while let Some(r) = tasks.join_next().await {
-        let (l, e) = r??;
+        let (l, e) = r?;
         lat.extend(l);
         get_errors += e;
     }
@@ -329,26 +242,6 @@ async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Ru
         gets_per_sec,
         get_errors: get_errors as f64,
     })
-}
-
-fn status_url(collection_url: &str, id: &str) -> String {
-    let root = collection_url
-        .trim_end_matches('/')
-        .rsplitn(3, '/')
-        .nth(2)
-        .unwrap_or(collection_url);
-    format!("{root}/status/{id}/")
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
@@ -366,7 +259,7 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
                 };
                 let auth =
                     match (&a.user, &a.password_env) {
-                        (Some(u), Some(var)) => Auth::Basic(
+                        (Some(u), Some(var)) => Auth::basic(
                             u.clone(),
                             std::env::var(var).with_context(|| format!("${var} is not set"))?,
                         ),
