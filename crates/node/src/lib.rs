@@ -217,8 +217,13 @@ pub struct Node {
 impl Node {
     /// Opens the service over a store.
     pub fn new(store: Arc<dyn Store>, cfg: NodeConfig) -> Result<Node> {
-        let next_key =
-            store.init_setting("taxii.next_key", &auth::hex(&auth::random_bytes::<32>()))?;
+        // Read first: opening a node (every CLI command) should not take the write lock
+        // once the key exists.
+        let key = "taxii.next_key";
+        let next_key = match store.setting(key)? {
+            Some(k) => k,
+            None => store.init_setting(key, &auth::hex(&auth::random_bytes::<32>()))?,
+        };
         Ok(Node {
             store,
             cfg,
