@@ -225,12 +225,12 @@ def node(tmp_path_factory):
     for alias in ("intel", "work", "secret", "ics", "ro"):
         assert alias in cols, cols
         assert uuid.UUID(cols[alias]["id"]).version == 4, cols[alias]
-    writer = phalanx(data, "token", "create", "--org", "cert-test", "--write").stdout
-    reader = phalanx(data, "token", "create", "--org", "partner", "--read", "intel").stdout
+    writer = phalanx(data, "token", "create", "--org", "local", "--write").stdout
+    reader = phalanx(data, "token", "create", "--org", "local", "--read", "intel").stdout
     for token in (writer, reader):
         # the token alone on stdout
         assert re.fullmatch(r"\S+\n?", token), repr(token)
-    phalanx(data, "user", "add", "alice", "--org", "cert-test", "--password-stdin", "--write", input=PASSWORD)
+    phalanx(data, "user", "add", "alice", "--org", "local", "--password-stdin", "--write", input=PASSWORD)
 
     proc, base = start_server(data, tmp / "serve.log", "--max-content-length", str(MAX_CONTENT_LENGTH))
     node = Node(base, data, tmp / "serve.log", cols, writer.strip(), reader.strip(), proc)
@@ -900,7 +900,7 @@ def test_shutdown_keeps_what_was_acknowledged(tmp_path, sig):
     data = tmp_path / "data"
     phalanx(data, "collection", "create", "c")
     cols = {c["alias"]: c for c in json.loads(phalanx(data, "--json", "collection", "list").stdout)}
-    token = phalanx(data, "token", "create", "--org", "o", "--write", "c").stdout.strip()
+    token = phalanx(data, "token", "create", "--org", "local", "--write", "c").stdout.strip()
     proc, base = start_server(data, tmp_path / "serve.log")
     posted = []
     try:
@@ -916,3 +916,71 @@ def test_shutdown_keeps_what_was_acknowledged(tmp_path, sig):
     res = phalanx(data, "export", "--collection", "c", "--format", "jsonl")
     stored = {json.loads(line)["id"] for line in res.stdout.splitlines() if line.strip()}
     assert set(posted) <= stored, f"{len(set(posted) - stored)} acknowledged objects lost"
+
+
+# ---------------------------------------------------------------- sharing policy
+
+
+AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
+GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+
+AGREEMENT = """
+id = "mou-interop"
+title = "Interop test agreement"
+status = "active"
+parties = ["cert-eu"]
+max_tlp = "AMBER"
+valid_from = "2020-01-01T00:00:00Z"
+[scope]
+collections = ["shared"]
+"""
+
+
+def test_partner_sees_what_the_agreement_allows_through_taxii2_client(tmp_path):
+    """A partner's token, used by taxii2-client: objects, manifest, single object and
+    versions show exactly what the agreement and the markings allow; a granular RED
+    description is redacted; suspending the agreement stops the flow at once."""
+    data = tmp_path / "data"
+    phalanx(data, "collection", "create", "shared")
+    phalanx(data, "partner", "add", "cert-eu", "--name", "CERT-EU", "--sector", "government")
+    phalanx(data, "partner", "add", "acme", "--name", "Acme", "--sector", "private")
+    phalanx(data, "agreement", "add", "-", input=AGREEMENT)
+    amber = indicator(ip="203.0.113.1", object_marking_refs=[AMBER], description="human source",
+                      granular_markings=[{"selectors": ["description"], "marking_ref": RED}])
+    red = indicator(ip="203.0.113.2", object_marking_refs=[RED])
+    green = indicator(ip="203.0.113.3", object_marking_refs=[GREEN])
+    unmarked = indicator(ip="203.0.113.4")
+    bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": [amber, red, green, unmarked]}
+    phalanx(data, "import", "--collection", "shared", "-", input=json.dumps(bundle))
+    partner = phalanx(data, "token", "create", "--org", "cert-eu", "--read").stdout.strip()
+    acme = phalanx(data, "token", "create", "--org", "acme", "--read").stdout.strip()
+    proc, base = start_server(data, tmp_path / "serve.log")
+    try:
+        def collection(token):
+            root = ApiRoot(f"{base}/default/", auth=Bearer(token))
+            return [c for c in root.collections if c.alias == "shared"][0]
+
+        col = collection(partner)
+        got = {o["id"]: o for o in col.get_objects().get("objects", [])}
+        # AMBER and unmarked (default AMBER) are covered; RED is not; GREEN: community.
+        assert set(got) == {amber["id"], green["id"], unmarked["id"]}, set(got)
+        assert "description" not in got[amber["id"]] and "granular_markings" not in got[amber["id"]]
+        assert got[amber["id"]]["pattern"] == amber["pattern"]
+        manifest = {r["id"] for r in col.get_manifest().get("objects", [])}
+        assert manifest == set(got)
+        with pytest.raises(HTTPError) as e:
+            col.get_object(red["id"])
+        assert e.value.response.status_code == 404
+        with pytest.raises(HTTPError) as e:
+            col.object_versions(red["id"])
+        assert e.value.response.status_code == 404
+        assert col.get_object(green["id"])["objects"][0]["id"] == green["id"]
+        # Acme has no agreement: not in the community, nothing but CLEAR (none here).
+        assert collection(acme).get_objects().get("objects", []) == []
+        # Suspension applies to the running server at once.
+        phalanx(data, "agreement", "suspend", "mou-interop")
+        assert col.get_objects().get("objects", []) == []
+        assert col.get_manifest().get("objects", []) == []
+    finally:
+        stop_server(proc)

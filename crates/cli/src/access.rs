@@ -22,7 +22,8 @@ pub struct Grants {
 pub enum TokenCmd {
     /// Create a bearer token; prints the token alone on stdout (it is stored only hashed)
     Create {
-        /// Organisation the token acts for
+        /// Organisation the token acts for: this node's own (see `init --org`) or a
+        /// registered partner; any other organisation receives TLP:CLEAR only
         #[arg(long)]
         org: String,
         /// A label to recognise the token by (default: the organisation)
@@ -46,7 +47,7 @@ pub enum UserCmd {
     Add {
         /// User name
         name: String,
-        /// Organisation the user acts for
+        /// Organisation the user acts for: this node's own or a registered partner
         #[arg(long)]
         org: String,
         /// Read the password from stdin (first line); otherwise one is generated and printed
@@ -112,11 +113,29 @@ fn print_principals(ps: &[Principal], json: bool) {
     }
 }
 
+/// Warns (stderr) when an organisation is neither this node's nor a partner: the sharing
+/// policy treats it as an outsider.
+fn warn_outsider(node: &phalanx_node::Node, org: &str) -> anyhow::Result<()> {
+    let policy = node.policy()?;
+    if matches!(
+        policy.recipient(org),
+        phalanx_policy::Recipient::Outsider(_)
+    ) {
+        eprintln!(
+            "warning: organisation {org:?} is neither this node's ({}) nor a registered partner: \
+             it receives TLP:CLEAR objects only until `phalanx partner add {org} ...` registers it",
+            node.own_org()
+        );
+    }
+    Ok(())
+}
+
 pub fn token(data: &Path, json: bool, cmd: TokenCmd) -> anyhow::Result<Status> {
     let node = datadir::open_node(data)?;
     let now = datadir::now_micros();
     match cmd {
         TokenCmd::Create { org, label, grants } => {
+            warn_outsider(&node, &org)?;
             let read = node.resolve_access(grants.read.as_deref())?;
             let write = node.resolve_access(grants.write.as_deref())?;
             let (p, token) =
@@ -162,6 +181,9 @@ pub fn user(data: &Path, json: bool, cmd: UserCmd) -> anyhow::Result<Status> {
             admin,
             grants,
         } => {
+            if !admin {
+                warn_outsider(&node, &org)?;
+            }
             let read = node.resolve_access(grants.read.as_deref())?;
             let write = node.resolve_access(grants.write.as_deref())?;
             let (password, generated) = if password_stdin {

@@ -6,7 +6,7 @@
 //! {"phalanx_backup":1,"created":"2026-11-23T10:00:00.000000Z","phalanx":"0.1.0"}
 //! {"api_root":{"name":"default","title":"...","description":null,"max_content_length":104857600}}
 //! {"collection":{"id":"...","api_root":"default","title":"intel","alias":"intel",...}}
-//! {"object":{"collection":"<collection id>","date_added_us":1763892000000000,"json":"<original JSON text>"}}
+//! {"object":{"collection":"<collection id>","date_added_us":1763892000000000,"json":"<original JSON text>","source":"<partner id, if received from one>"}}
 //! ...
 //! {"end":{"api_roots":1,"collections":1,"objects":1826}}
 //! ```
@@ -19,9 +19,9 @@ use crate::export::with_output;
 use crate::report::{micros_text, print_json};
 use anyhow::{Context, bail};
 use phalanx_node::{Caller, Node, Purpose};
-use phalanx_stix::{StixObject, ValidObject, validate};
+use phalanx_stix::{StixObject, validate};
 use phalanx_store::{
-    ApiRoot, Collection, IngestOutcome, NewCollection, ObjectQuery, Store, VersionFilter,
+    ApiRoot, Collection, IngestOutcome, NewCollection, ObjectQuery, Restored, Store, VersionFilter,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
@@ -48,6 +48,9 @@ struct ObjectLine<'a> {
     collection: &'a str,
     date_added_us: i64,
     json: std::borrow::Cow<'a, str>,
+    /// The partner the version came from (absent: this node's organisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Default)]
@@ -98,6 +101,7 @@ pub fn backup(node: &Node, file: &Path, json: bool) -> anyhow::Result<()> {
                     collection: &c.id,
                     date_added_us: o.date_added,
                     json: o.raw.as_str().into(),
+                    source: o.facts.source.clone(),
                 };
                 writeln!(w, "{{\"object\":{}}}", serde_json::to_string(&line)?)?;
                 Ok::<_, anyhow::Error>(())
@@ -121,16 +125,12 @@ pub fn backup(node: &Node, file: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// Restores one batch of versions of one collection, failing on any conflict.
-fn flush(
-    store: &dyn Store,
-    collection: &str,
-    batch: &mut Vec<(ValidObject, i64)>,
-) -> anyhow::Result<u64> {
+fn flush(store: &dyn Store, collection: &str, batch: &mut Vec<Restored>) -> anyhow::Result<u64> {
     if batch.is_empty() {
         return Ok(0);
     }
     let outcomes = store.ingest_with_dates(collection, batch)?;
-    for (o, (obj, _)) in outcomes.iter().zip(batch.iter()) {
+    for (o, Restored { object: obj, .. }) in outcomes.iter().zip(batch.iter()) {
         if let IngestOutcome::Conflict { .. } = o {
             bail!(
                 "{} {}: the store already holds different content under this id and version",
@@ -161,7 +161,7 @@ pub fn restore(store: &dyn Store, file: &Path, json: bool) -> anyhow::Result<()>
     let mut end: Option<Counts> = None;
     let mut added = 0u64;
     let mut current: Option<String> = None;
-    let mut batch: Vec<(ValidObject, i64)> = Vec::new();
+    let mut batch: Vec<Restored> = Vec::new();
     loop {
         buf.clear();
         let n = Read::by_ref(&mut reader)
@@ -220,7 +220,11 @@ pub fn restore(store: &dyn Store, file: &Path, json: bool) -> anyhow::Result<()>
                         .unwrap_or_default();
                     anyhow::anyhow!("{}: stored object {} is invalid: {first}", at(), obj.id())
                 })?;
-                batch.push((valid, o.date_added_us));
+                batch.push(Restored {
+                    object: valid,
+                    date_added: o.date_added_us,
+                    source: o.source.clone(),
+                });
                 seen.objects += 1;
                 if batch.len() >= BATCH {
                     added += flush(store, o.collection, &mut batch)?;

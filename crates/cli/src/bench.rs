@@ -55,9 +55,11 @@ impl Rng {
 }
 
 const TLP_GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+const TLP_AMBER: &str = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
 
 /// The `i`-th generated indicator: a distinct, valid STIX 2.1 indicator of ~630 bytes
-/// (IPv4, domain, URL and SHA-256 patterns in turn, TLP:GREEN).
+/// (IPv4, domain, URL and SHA-256 patterns in turn; TLP:GREEN and TLP:AMBER in turn, so
+/// a partner's read exercises both the community and the agreement-scope rules).
 pub fn indicator(rng: &mut Rng, i: u64, producer: &uuid::Uuid) -> serde_json::Value {
     let r = rng.next();
     let (name, pattern) = match i % 4 {
@@ -115,7 +117,7 @@ pub fn indicator(rng: &mut Rng, i: u64, producer: &uuid::Uuid) -> serde_json::Va
         "valid_from": format!("2026-10-{day:02}T08:00:00Z"),
         "confidence": 50 + (r % 50),
         "labels": ["bench", "generated"],
-        "object_marking_refs": [TLP_GREEN],
+        "object_marking_refs": [if i.is_multiple_of(2) { TLP_GREEN } else { TLP_AMBER }],
     })
 }
 
@@ -216,6 +218,7 @@ pub fn import(a: &BenchArgs, json: bool) -> anyhow::Result<()> {
         let store = datadir::open(&data)?;
         store.create_collection(datadir::DEFAULT_API_ROOT, &NewCollection::named("bench"))?;
         let opts = ImportOptions {
+            source: None,
             batch: a.batch,
             json: false,
             all_warnings: false,

@@ -10,6 +10,11 @@
 //!    checked to be all N;
 //! 3. **get**: `--gets` (200) single-object GETs of random ids, from `--clients` (32)
 //!    concurrent clients, each with its own connection, warmed up first; p50/p99 latency.
+//! 4. **policy** (phalanx only): the read of step 2 three more times as this node's own
+//!    organisation (no sharing decision: the reference) and three times, interleaved, as
+//!    a partner whose agreement covers every object (a decision per object: half the
+//!    objects are TLP:GREEN, decided by community membership, half TLP:AMBER, decided by
+//!    the agreement's scope and ceiling); the medians and their ratio.
 
 use crate::bench::{Rng, indicator, median};
 use anyhow::{Context, bail};
@@ -60,6 +65,9 @@ pub struct BenchTaxiiArgs {
 struct Run {
     write: f64,
     read: f64,
+    /// Reads as this node's organisation and as a partner (NaN without --policy).
+    read_local: f64,
+    read_partner: f64,
     p50_ms: f64,
     p99_ms: f64,
     gets_per_sec: f64,
@@ -71,6 +79,8 @@ struct Run {
 struct Target {
     collection_url: String,
     auth: Auth,
+    /// A partner's credentials, whose reads the sharing policy decides per object.
+    partner: Option<Auth>,
 }
 
 impl Target {
@@ -114,7 +124,33 @@ fn start_phalanx() -> anyhow::Result<(Served, Target)> {
     };
     let collection: Value =
         serde_json::from_str(&run(&["--json", "collection", "create", "bench"])?)?;
-    let token = run(&["token", "create", "--org", "bench", "--write", "bench"])?;
+    let token = run(&["token", "create", "--org", "local", "--write", "bench"])?;
+    // A partner under an agreement that covers every generated object.
+    run(&[
+        "partner",
+        "add",
+        "bench-partner",
+        "--name",
+        "Bench partner",
+        "--sector",
+        "government",
+    ])?;
+    let agreement = data.with_extension("agreement.toml");
+    std::fs::write(
+        &agreement,
+        "id = \"bench\"\ntitle = \"bench\"\nstatus = \"active\"\nparties = [\"bench-partner\"]\n\
+         max_tlp = \"AMBER\"\nvalid_from = \"2020-01-01T00:00:00Z\"\n\
+         [scope]\ncollections = [\"bench\"]\ntypes = [\"indicator\"]\nlabels = [\"bench\"]\n",
+    )?;
+    run(&["agreement", "add", &agreement.to_string_lossy()])?;
+    let partner = run(&[
+        "token",
+        "create",
+        "--org",
+        "bench-partner",
+        "--read",
+        "bench",
+    ])?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -139,8 +175,31 @@ fn start_phalanx() -> anyhow::Result<(Served, Target)> {
         Target {
             collection_url: format!("http://127.0.0.1:{port}/default/collections/{id}/"),
             auth: Auth::bearer(token),
+            partner: Some(Auth::bearer(partner)),
         },
     ))
+}
+
+/// Reads the whole collection page by page; objects per second (all `expect` must come).
+async fn read_all(
+    client: &Client,
+    col: &phalanx_taxii::client::Collection,
+    page: usize,
+    expect: u64,
+) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    let filters = Filters {
+        limit: Some(page),
+        ..Filters::default()
+    };
+    let mut pages = client.objects(col, &filters);
+    while let Some(page) = pages.next_page().await? {
+        got += page.items.len() as u64;
+    }
+    let rate = got as f64 / t0.elapsed().as_secs_f64();
+    anyhow::ensure!(got == expect, "read back {got} objects, wrote {expect}");
+    Ok(rate)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -180,18 +239,19 @@ async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Ru
     }
     let write = a.count as f64 / t0.elapsed().as_secs_f64();
 
-    let t0 = Instant::now();
-    let mut got = 0u64;
-    let filters = Filters {
-        limit: Some(a.page),
-        ..Filters::default()
-    };
-    let mut pages = client.objects(&col, &filters);
-    while let Some(page) = pages.next_page().await? {
-        got += page.items.len() as u64;
+    let read = read_all(&client, &col, a.page, a.count).await?;
+    let (mut read_local, mut read_partner) = (f64::NAN, f64::NAN);
+    if let Some(auth) = &t.partner {
+        let partner = Client::builder().auth(auth.clone()).build()?;
+        let pcol = partner.collection_at(&t.collection_url).await?;
+        let (mut local, mut other) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            local.push(read_all(&client, &col, a.page, a.count).await?);
+            other.push(read_all(&partner, &pcol, a.page, a.count).await?);
+        }
+        read_local = median(&mut local);
+        read_partner = median(&mut other);
     }
-    let read = got as f64 / t0.elapsed().as_secs_f64();
-    anyhow::ensure!(got == a.count, "read back {got} objects, wrote {}", a.count);
 
     // Single GETs: each client its own connection, warmed up with one request.
     let mut clients = Vec::with_capacity(a.clients);
@@ -237,6 +297,8 @@ async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Ru
     Ok(Run {
         write,
         read,
+        read_local,
+        read_partner,
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
         gets_per_sec,
@@ -272,6 +334,7 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
                     Target {
                         collection_url: url,
                         auth,
+                        partner: None,
                     },
                 )
             }
@@ -291,6 +354,14 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
             r.gets_per_sec,
             r.get_errors
         );
+        if r.read_partner.is_finite() {
+            eprintln!(
+                "       policy: read as own organisation {:.0} obj/s, as a partner {:.0} obj/s ({:+.1}%)",
+                r.read_local,
+                r.read_partner,
+                (r.read_partner / r.read_local - 1.0) * 100.0
+            );
+        }
         runs.push(r);
     }
     let m = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
@@ -309,6 +380,8 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
         m(|r| r.gets_per_sec),
     );
     let errors = m(|r| r.get_errors);
+    let (rl, rp) = (m(|r| r.read_local), m(|r| r.read_partner));
+    let ratio = m(|r| r.read_partner / r.read_local);
     if json {
         crate::report::print_json(&serde_json::json!({
             "server": label, "count": a.count, "envelope": a.envelope, "page": a.page,
@@ -316,6 +389,8 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
             "write_objects_per_sec": write.round(), "read_objects_per_sec": read.round(),
             "get_p50_ms": (p50 * 100.0).round() / 100.0, "get_p99_ms": (p99 * 100.0).round() / 100.0,
             "gets_per_sec": gps.round(), "get_errors": errors,
+            "read_own_org_objects_per_sec": rl.round(), "read_partner_objects_per_sec": rp.round(),
+            "partner_to_own_read_ratio": (ratio * 1000.0).round() / 1000.0,
         }));
     } else {
         println!(
@@ -332,6 +407,12 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
         println!(
             "single GET     p50 {p50:.2} ms, p99 {p99:.2} ms ({gps:.0} GETs/s, {errors} failed)"
         );
+        if rp.is_finite() {
+            println!(
+                "policy read    own organisation {rl:.0} obj/s, partner {rp:.0} obj/s: ratio {ratio:.3} ({:+.1}%)",
+                (ratio - 1.0) * 100.0
+            );
+        }
     }
     Ok(())
 }

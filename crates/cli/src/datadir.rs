@@ -21,11 +21,14 @@ pub fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
     Ok(store)
 }
 
-/// Opens the node (service layer) over the data directory's store.
+/// Opens the node (service layer) over the data directory's store, with the sharing
+/// defaults of `DIR/phalanx.toml` (so the CLI decides as the server does).
 pub fn open_node(dir: &Path) -> anyhow::Result<phalanx_node::Node> {
     let store = open(dir)?;
-    Ok(phalanx_node::Node::new(
-        std::sync::Arc::new(store),
-        phalanx_node::NodeConfig::default(),
-    )?)
+    let file = crate::serve::load_config(dir, None)?;
+    let cfg = phalanx_node::NodeConfig {
+        sharing: file.sharing.defaults()?,
+        ..phalanx_node::NodeConfig::default()
+    };
+    Ok(phalanx_node::Node::new(std::sync::Arc::new(store), cfg)?)
 }

@@ -41,6 +41,36 @@ pub struct ExportArgs {
     /// Only these spec versions (comma-separated).
     #[arg(long, value_delimiter = ',')]
     spec_version: Vec<String>,
+    /// Export what this partner (or organisation) may receive: the sharing policy
+    /// decides per object and redacts per granular marking [default: this node's own
+    /// organisation, which receives everything]
+    #[arg(long = "for", value_name = "PARTNER")]
+    recipient: Option<String>,
+    /// Export for active blocking (firewall, DNS RPZ, IPS drop rules): only objects whose
+    /// PAP allows it (PAP:CLEAR or PAP:GREEN)
+    #[arg(long)]
+    for_blocking: bool,
+}
+
+/// Who an export is for, and why.
+fn audience(a: &ExportArgs) -> (Caller, Purpose) {
+    let caller = match &a.recipient {
+        None => Caller::local_operator(),
+        Some(org) => Caller {
+            id: format!("export:{org}"),
+            name: org.clone(),
+            org: org.clone(),
+            read: phalanx_store::Access::All,
+            write: phalanx_store::Access::None,
+            admin: false,
+        },
+    };
+    let purpose = if a.for_blocking {
+        Purpose::Blocking
+    } else {
+        Purpose::Export
+    };
+    (caller, purpose)
 }
 
 fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
@@ -129,6 +159,7 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
         spec_versions: a.spec_version.clone(),
         ..ObjectQuery::new(&col.id)
     };
+    let (caller, purpose) = audience(a);
     let mut count = 0;
     with_output(a.output.as_deref(), |w| {
         count = match a.format {
@@ -139,7 +170,7 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
                     uuid::Uuid::new_v4()
                 )?;
                 let mut first = true;
-                let n = node.scan(&Caller::local_operator(), Purpose::Export, q, |o| {
+                let n = node.scan(&caller, purpose, q, |o| {
                     w.write_all(if first { b"\n" } else { b",\n" })?;
                     first = false;
                     w.write_all(o.raw.as_bytes())?;
@@ -148,7 +179,7 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
                 w.write_all(b"\n]}\n")?;
                 n
             }
-            Format::Jsonl => node.scan(&Caller::local_operator(), Purpose::Export, q, |o| {
+            Format::Jsonl => node.scan(&caller, purpose, q, |o| {
                 w.write_all(one_line(&o.raw).as_bytes())?;
                 w.write_all(b"\n")?;
                 Ok::<_, anyhow::Error>(())

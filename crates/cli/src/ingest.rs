@@ -319,6 +319,8 @@ pub struct ImportOptions {
     pub batch: usize,
     pub json: bool,
     pub all_warnings: bool,
+    /// The partner the objects came from (provenance; `None`: this node's organisation).
+    pub source: Option<String>,
     pub progress: bool,
 }
 
@@ -356,7 +358,12 @@ pub fn import_sources(
         rep.start_file(&source.name, pb);
         let mut stored = 0u64;
         let result = read_batches(source, opts.batch, SplitLimits::default(), |batch| {
-            let outcomes = store.ingest(collection_id, &batch.objects, datadir::now_micros())?;
+            let outcomes = store.ingest_from(
+                collection_id,
+                &batch.objects,
+                opts.source.as_deref(),
+                datadir::now_micros(),
+            )?;
             stored += outcomes.iter().filter(|o| o.is_added()).count() as u64;
             let mut it = outcomes.into_iter().map(|o| match o {
                 IngestOutcome::Added { date_added } => Outcome::Accepted { date_added },

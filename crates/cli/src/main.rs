@@ -7,12 +7,14 @@
 mod access;
 mod backup;
 mod bench;
+mod bench_policy;
 mod bench_taxii;
 mod datadir;
 mod export;
 mod ingest;
 mod report;
 mod serve;
+mod sharing;
 mod taxii;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -45,8 +47,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create the data directory and its store (also done implicitly on first use).
-    Init,
+    /// Create the data directory, its store, the node's organisation, STIX identity and
+    /// signing key (also done implicitly on first use)
+    Init(sharing::InitArgs),
     /// Manage TAXII API roots and collections.
     #[command(subcommand)]
     Collection(CollectionCmd),
@@ -80,6 +83,15 @@ enum Command {
     /// Pull from or push to a remote TAXII 2.1 server
     #[command(subcommand)]
     Taxii(taxii::TaxiiCmd),
+    /// Partner organisations
+    #[command(subcommand)]
+    Partner(sharing::PartnerCmd),
+    /// Sharing agreements (versioned)
+    #[command(subcommand)]
+    Agreement(sharing::AgreementCmd),
+    /// The sharing policy
+    #[command(subcommand)]
+    Policy(sharing::PolicyCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,6 +151,10 @@ struct ImportArgs {
     /// Create the collection (in the default API root) if it does not exist.
     #[arg(long)]
     create: bool,
+    /// Record the objects as received from this partner (provenance: the sharing policy
+    /// then applies its onward-sharing rules to them).
+    #[arg(long, value_name = "PARTNER")]
+    from_partner: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +163,8 @@ enum BenchCmd {
     Import(bench::BenchArgs),
     /// TAXII load benchmark: write, read back, concurrent single GETs (phalanx or --url)
     Taxii(bench_taxii::BenchTaxiiArgs),
+    /// Sharing-policy decisions per second on one core
+    Policy(bench_policy::BenchPolicyArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -178,15 +196,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Status> {
     let json = cli.json;
     match cli.command {
-        Command::Init => {
-            let store = datadir::open(&cli.data)?;
-            let roots = store.api_roots()?;
+        Command::Init(a) => {
+            let (identity, public_key) = sharing::ensure_identity(&cli.data, &a)?;
+            let roots = datadir::open(&cli.data)?.api_roots()?;
             if json {
                 report::print_json(&serde_json::json!({
-                    "data": cli.data, "api_roots": roots,
+                    "data": cli.data, "api_roots": roots, "identity": identity,
+                    "public_key": public_key,
                 }));
             } else {
                 println!("data directory {} is ready", cli.data.display());
+                println!(
+                    "organisation {} ({}), signing key {public_key}",
+                    identity["name"].as_str().unwrap_or(""),
+                    identity["id"].as_str().unwrap_or("")
+                );
             }
             Ok(Status::Ok)
         }
@@ -203,7 +227,15 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
                     &NewCollection::named(&a.collection),
                 )?;
             }
+            if let Some(p) = &a.from_partner {
+                let node = datadir::open_node(&cli.data)?;
+                anyhow::ensure!(
+                    node.policy()?.partner(p).is_some(),
+                    "--from-partner {p:?}: no such partner (see `phalanx partner list`)"
+                );
+            }
             let opts = ingest::ImportOptions {
+                source: a.from_partner.clone(),
                 batch: a.batch.max(1),
                 json,
                 all_warnings: a.warnings,
@@ -228,6 +260,10 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             bench::import(&a, json)?;
             Ok(Status::Ok)
         }
+        Command::Bench(BenchCmd::Policy(a)) => {
+            bench_policy::run(&a, json)?;
+            Ok(Status::Ok)
+        }
         Command::Bench(BenchCmd::Taxii(a)) => {
             bench_taxii::run(&a, json)?;
             Ok(Status::Ok)
@@ -236,6 +272,18 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Token(cmd) => access::token(&cli.data, json, cmd),
         Command::User(cmd) => access::user(&cli.data, json, cmd),
         Command::Taxii(cmd) => taxii::run(&cli.data, json, cmd),
+        Command::Partner(cmd) => {
+            sharing::partner(&cli.data, json, cmd)?;
+            Ok(Status::Ok)
+        }
+        Command::Agreement(cmd) => {
+            sharing::agreement(&cli.data, json, cmd)?;
+            Ok(Status::Ok)
+        }
+        Command::Policy(cmd) => {
+            sharing::policy(&cli.data, json, cmd)?;
+            Ok(Status::Ok)
+        }
     }
 }
 

@@ -60,6 +60,34 @@ pub struct ConfigFile {
     server: ServerSection,
     #[serde(default)]
     taxii: TaxiiSection,
+    #[serde(default)]
+    pub sharing: SharingSection,
+}
+
+/// `[sharing]`: what the policy assumes for objects without markings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingSection {
+    default_tlp: Option<String>,
+    default_pap: Option<String>,
+}
+
+impl SharingSection {
+    /// The policy defaults this section sets.
+    pub fn defaults(&self) -> anyhow::Result<phalanx_policy::Defaults> {
+        use phalanx_policy::agreement::{parse_pap, parse_tlp};
+        let d = phalanx_policy::Defaults::default();
+        Ok(phalanx_policy::Defaults {
+            tlp: match &self.default_tlp {
+                Some(t) => parse_tlp(t).map_err(|m| anyhow::anyhow!("sharing.default_tlp: {m}"))?,
+                None => d.tlp,
+            },
+            pap: match &self.default_pap {
+                Some(p) => parse_pap(p).map_err(|m| anyhow::anyhow!("sharing.default_pap: {m}"))?,
+                None => d.pap,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,7 +112,7 @@ struct TaxiiSection {
     status_retention_hours: Option<u64>,
 }
 
-fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<ConfigFile> {
+pub fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<ConfigFile> {
     let path = match explicit {
         Some(p) => p.to_owned(),
         None => {
@@ -100,7 +128,8 @@ fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<ConfigFil
     toml::from_str(&text).with_context(|| format!("bad configuration {}", path.display()))
 }
 
-fn node_config(a: &ServeArgs, f: &TaxiiSection) -> anyhow::Result<NodeConfig> {
+fn node_config(a: &ServeArgs, file: &ConfigFile) -> anyhow::Result<NodeConfig> {
+    let f = &file.taxii;
     let d = NodeConfig::default();
     let cfg = NodeConfig {
         title: a.title.clone().or(f.title.clone()).unwrap_or(d.title),
@@ -116,6 +145,7 @@ fn node_config(a: &ServeArgs, f: &TaxiiSection) -> anyhow::Result<NodeConfig> {
         status_retention_us: f
             .status_retention_hours
             .map_or(d.status_retention_us, |h| (h * 3600 * 1_000_000) as i64),
+        sharing: file.sharing.defaults()?,
     };
     anyhow::ensure!(
         cfg.default_page > 0 && cfg.max_page >= cfg.default_page,
@@ -130,7 +160,7 @@ fn node_config(a: &ServeArgs, f: &TaxiiSection) -> anyhow::Result<NodeConfig> {
 
 pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
     let file = load_config(data, a.config.as_deref())?;
-    let cfg = node_config(a, &file.taxii)?;
+    let cfg = node_config(a, &file)?;
     let listen = match a.listen.or(file.server.listen) {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
@@ -148,6 +178,7 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         tls,
         insecure_http: a.insecure_http || file.server.insecure_http.unwrap_or(false),
     };
+    crate::sharing::ensure_identity(data, &crate::sharing::InitArgs::default())?;
     let store = datadir::open(data)?;
     let node = Arc::new(Node::new(Arc::new(store), cfg)?);
     let boot = node.bootstrap(datadir::now_micros())?;

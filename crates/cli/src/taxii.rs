@@ -314,6 +314,7 @@ fn pull(data: &Path, json: bool, a: &PullArgs) -> anyhow::Result<Status> {
         stats
     });
     let opts = ImportOptions {
+        source: None,
         batch: a.batch.max(1),
         json,
         all_warnings: a.warnings,

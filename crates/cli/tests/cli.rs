@@ -5,30 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::*;
+
 const ICS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/data/stix/ics-attack.json"
 );
-
-fn phalanx(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phalanx"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run phalanx")
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The JSON lines of a `--json` run: (per-object records, summary).
 fn records(out: &Output) -> (Vec<Value>, Value) {

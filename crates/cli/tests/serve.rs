@@ -5,19 +5,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TAXII: &str = "application/taxii+json;version=2.1";
+mod common;
+use common::*;
 
-fn phalanx(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phalanx"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run phalanx")
-}
+const TAXII: &str = "application/taxii+json;version=2.1";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -16,38 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+mod common;
+use common::*;
 
 // ---------------------------------------------------------------------------------------
 // Running phalanx
-
-fn phalanx_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data").arg(data).args(args);
-    cmd.env_remove("PHALANX_TAXII_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run phalanx")
-}
-
-fn phalanx(data: &Path, args: &[&str]) -> Output {
-    phalanx_env(data, args, &[])
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(out.status.success(), "{}", show(out));
-    out
-}
 
 /// The JSON lines of a `--json` run, by their single key for the keyed ones
 /// (`summary`, `pull`, `push`, `envelope` ...), and the per-object records.
@@ -129,7 +102,7 @@ fn serve(data: &Path, extra: &[&str]) -> Running {
 
 /// A new bearer token with `grants` (`--read`, `--write` ...).
 fn token(data: &Path, grants: &[&str]) -> String {
-    let mut args = vec!["token", "create", "--org", "partner"];
+    let mut args = vec!["token", "create", "--org", "local"];
     args.extend(grants);
     let out = phalanx(data, &args);
     String::from_utf8(ok(&out).stdout.clone())

@@ -8,8 +8,10 @@
 //! Everything here is synchronous; the server runs it on blocking threads.
 
 pub mod auth;
+pub mod sharing;
 
 pub use auth::Caller;
+pub use sharing::{AgreementVersion, Explanation, Purpose};
 
 use hmac::{Hmac, Mac};
 use phalanx_stix::{StixObject, ValidObject, validate};
@@ -93,6 +95,8 @@ pub struct NodeConfig {
     pub max_depth: usize,
     /// How long status resources are kept (µs; TAXII asks for at least 24 hours).
     pub status_retention_us: i64,
+    /// TLP and PAP assumed for objects without those markings (default AMBER/AMBER).
+    pub sharing: phalanx_policy::Defaults,
 }
 
 impl Default for NodeConfig {
@@ -107,19 +111,9 @@ impl Default for NodeConfig {
             max_objects_per_envelope: 100_000,
             max_depth: 64,
             status_retention_us: 7 * 24 * 3600 * 1_000_000,
+            sharing: phalanx_policy::Defaults::default(),
         }
     }
-}
-
-/// Why objects leave the node (the sharing policy will decide per purpose).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// A TAXII read.
-    Read,
-    /// A file written by `phalanx export`.
-    Export,
-    /// A node backup (`phalanx backup`).
-    Backup,
 }
 
 /// What a paged read lists.
@@ -200,6 +194,9 @@ pub struct Bootstrap {
     pub admin: Option<(String, String)>,
 }
 
+/// Most stored rows one page request reads while skipping objects the caller may not see.
+const SCAN_BUDGET: usize = 100_000;
+
 /// How long a successful password check is remembered (argon2 is deliberately slow;
 /// TAXII clients send Basic credentials with every request).
 const PASSWORD_CACHE_US: i64 = 60 * 1_000_000;
@@ -212,7 +209,14 @@ pub struct Node {
     next_key: Vec<u8>,
     /// sha256(user, password) → (caller, verified at).
     password_cache: Mutex<HashMap<String, (Caller, i64)>>,
+    /// The node's own organisation id.
+    own_org: String,
+    /// The policy and the store's policy generation it was built at.
+    policy_cache: Mutex<Option<(i64, Arc<phalanx_policy::Policy>)>>,
 }
+
+/// Organisation id of a node that was not given one.
+pub const DEFAULT_ORG: &str = "local";
 
 impl Node {
     /// Opens the service over a store.
@@ -224,11 +228,17 @@ impl Node {
             Some(k) => k,
             None => store.init_setting(key, &auth::hex(&auth::random_bytes::<32>()))?,
         };
+        let own_org = match store.setting("node.org")? {
+            Some(o) => o,
+            None => store.init_setting("node.org", DEFAULT_ORG)?,
+        };
         Ok(Node {
             store,
             cfg,
             next_key: next_key.into_bytes(),
             password_cache: Mutex::new(HashMap::new()),
+            own_org,
+            policy_cache: Mutex::new(None),
         })
     }
 
@@ -265,7 +275,7 @@ impl Node {
             let password = auth::new_password();
             self.add_user(
                 "admin",
-                "local",
+                &self.own_org,
                 &password,
                 Access::All,
                 Access::All,
@@ -517,22 +527,28 @@ impl Node {
     }
 
     /// **The egress function.** Every object or manifest record that leaves the node
-    /// passes through here, with the recipient and the purpose. Today it enforces the
-    /// collection's read permission for the recipient; the sharing policy plugs in here.
+    /// passes through here, with the recipient and the purpose: the collection's read
+    /// right first, then the sharing policy per object (allow, redact, deny).
     pub fn egress(
         &self,
         caller: &Caller,
         collection: &Collection,
         purpose: Purpose,
         items: Vec<StoredObject>,
-    ) -> Vec<StoredObject> {
+        now_us: i64,
+    ) -> Result<Vec<StoredObject>> {
         let allowed = match purpose {
-            Purpose::Read => caller.may_read(collection),
+            Purpose::Read | Purpose::Federate => caller.may_read(collection),
             // `can_read` is the TAXII flag of a collection; the node's administrator
             // still exports and backs it up.
-            Purpose::Export | Purpose::Backup => caller.admin || caller.may_read(collection),
+            Purpose::Export | Purpose::Blocking | Purpose::Backup => {
+                caller.admin || caller.may_read(collection)
+            }
         };
-        if allowed { items } else { Vec::new() }
+        if !allowed {
+            return Ok(Vec::new());
+        }
+        self.apply_policy(caller, collection, purpose, items, now_us)
     }
 
     /// Streams every object matching `q` to `f`, page by page in `date_added` order,
@@ -553,7 +569,7 @@ impl Node {
         loop {
             let page = self.store.query(&q).map_err(NodeError::from)?;
             let last = page.items.last().map(|o| o.date_added);
-            for o in &self.egress(caller, &collection, purpose, page.items) {
+            for o in &self.egress(caller, &collection, purpose, page.items, now_micros())? {
                 f(o)?;
                 n += 1;
             }
@@ -611,17 +627,8 @@ impl Node {
             },
             spec_versions: f.spec_versions.clone(),
         };
-        let page = if with_raw {
-            self.store.query(&q)?
-        } else {
-            self.store.manifest(&q)?
-        };
-        let last = page.items.last().map(|o| o.date_added);
-        let items = self.egress(caller, &c, Purpose::Read, page.items);
-        let next = match (page.more, last) {
-            (true, Some(last)) => Some(self.make_next(last, &binding)),
-            _ => None,
-        };
+        let (items, more, resume) = self.fill_page(caller, &c, q, with_raw)?;
+        let next = more.then(|| self.make_next(resume, &binding));
         if let Some(id) = fixed_id
             && items.is_empty()
             && f.next.is_none()
@@ -631,11 +638,46 @@ impl Node {
                 "object {id} in collection {collection}"
             )));
         }
-        Ok(ObjectPage {
-            items,
-            more: page.more,
-            next,
-        })
+        Ok(ObjectPage { items, more, next })
+    }
+
+    /// Reads until `q.limit` objects the caller may see are collected (or the rows run
+    /// out), so that `more`, `next` and the page boundaries say nothing about objects the
+    /// caller may not see. Returns the items, `more`, and the `date_added` to resume after.
+    /// A page scans at most [`SCAN_BUDGET`] rows; past that it ends early with `more`.
+    fn fill_page(
+        &self,
+        caller: &Caller,
+        c: &Collection,
+        mut q: ObjectQuery,
+        with_raw: bool,
+    ) -> Result<(Vec<StoredObject>, bool, i64)> {
+        let limit = q.limit.max(1);
+        let now = now_micros();
+        let mut items: Vec<StoredObject> = Vec::new();
+        let mut scanned = 0usize;
+        loop {
+            // One more than still needed: seeing it tells whether more visible ones follow.
+            q.limit = limit + 1 - items.len();
+            let page = if with_raw {
+                self.store.query(&q)?
+            } else {
+                self.store.manifest(&q)?
+            };
+            scanned += page.items.len();
+            let last = page.items.last().map(|o| o.date_added);
+            items.extend(self.egress(caller, c, Purpose::Read, page.items, now)?);
+            if items.len() > limit {
+                items.truncate(limit);
+                let resume = items.last().map_or(0, |o| o.date_added);
+                return Ok((items, true, resume));
+            }
+            match (page.more, last) {
+                (true, Some(last)) if scanned < SCAN_BUDGET => q.after = Some(last),
+                (true, Some(last)) => return Ok((items, true, last)),
+                _ => return Ok((items, false, 0)),
+            }
+        }
     }
 
     /// `GET .../objects/`.
@@ -703,12 +745,33 @@ impl Node {
             )));
         }
         let f = Filters::parse(query, Endpoint::Delete)?;
-        let n = self.store.delete(
-            &c.id,
-            id,
-            &f.versions.unwrap_or_else(VersionFilter::all),
-            &f.spec_versions,
-        )?;
+        let versions = f.versions.unwrap_or_else(VersionFilter::all);
+        // Deleting is not reading, but it must not reveal or touch what the caller may
+        // not see: versions hidden from it by the sharing policy count as absent, and a
+        // delete that would also remove hidden versions is refused.
+        let q = ObjectQuery {
+            ids: vec![id.to_owned()],
+            versions: versions.clone(),
+            spec_versions: f.spec_versions.clone(),
+            limit: self.cfg.max_page,
+            ..ObjectQuery::new(&c.id)
+        };
+        let matching = self.store.manifest(&q)?.items;
+        let total = matching.len();
+        let visible = self
+            .egress(caller, &c, Purpose::Read, matching, now_micros())?
+            .len();
+        if visible == 0 {
+            return Err(NodeError::NotFound(format!(
+                "object {id} in collection {collection}"
+            )));
+        }
+        if visible < total {
+            return Err(NodeError::Forbidden(format!(
+                "object {id} has versions you may not see; ask the node's operator to delete it"
+            )));
+        }
+        let n = self.store.delete(&c.id, id, &versions, &f.spec_versions)?;
         if n == 0 {
             return Err(NodeError::NotFound(format!(
                 "object {id} in collection {collection}"
@@ -772,7 +835,7 @@ impl Node {
             }
         }
         let status_id = uuid::Uuid::new_v4().to_string();
-        let build = |outcomes: &[IngestOutcome]| {
+        let build = |outcomes: &[IngestOutcome], local: bool| {
             build_status(
                 &status_id,
                 &slots,
@@ -780,13 +843,18 @@ impl Node {
                 outcomes,
                 &request_time,
                 raws.len(),
+                local,
             )
         };
+        // What a partner (or outsider) posts is recorded as coming from it.
+        let policy = self.policy()?;
+        let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
+        let source = (!local).then_some(caller.org.as_str());
         // The status is written in the objects' transaction: acknowledged together.
         let mut status = None;
         self.store
-            .ingest_with_status(&c.id, &valid, now_us, &mut |outcomes| {
-                let st = build(outcomes);
+            .ingest_with_status(&c.id, &valid, source, now_us, &mut |outcomes| {
+                let st = build(outcomes, local);
                 let stored = stored_status(&st, root, caller, now_us);
                 let id = st.id.clone();
                 status = Some(st);
@@ -902,6 +970,7 @@ fn build_status(
     outcomes: &[IngestOutcome],
     request_time: &str,
     total: usize,
+    local: bool,
 ) -> Status {
     let mut successes = Vec::new();
     let mut failures = Vec::new();
@@ -928,14 +997,20 @@ fn build_status(
                         version(None),
                         Some("already stored (identical)".into()),
                     )),
+                    // Only the node's own organisation learns when the other content was
+                    // stored (it may be an object the poster may not see).
                     IngestOutcome::Conflict {
                         existing_date_added,
                     } => failures.push(detail(
                         version(None),
-                        Some(format!(
-                            "a different object with this id and version was stored at {}; versions are immutable, publish a new modified",
-                            taxii_time(existing_date_added)
-                        )),
+                        Some(if local {
+                            format!(
+                                "a different object with this id and version was stored at {}; versions are immutable, publish a new modified",
+                                taxii_time(existing_date_added)
+                            )
+                        } else {
+                            "a different object with this id and version is stored; versions are immutable, publish a new modified".to_owned()
+                        }),
                     )),
                 }
             }

@@ -112,8 +112,9 @@ type ApiResult = Result<Response, ApiError>;
 /// request costs one hop to a blocking thread, not two.
 pub struct Taxii(pub Credentials);
 
-/// The `Authorization` header of a request, unchecked.
-pub struct Credentials(Option<Result<String, ()>>);
+/// The `Authorization` header of a request, unchecked, and the fingerprint of the
+/// client certificate of its connection.
+pub struct Credentials(Option<Result<String, ()>>, Option<String>);
 
 impl Credentials {
     /// Whether checking these credentials is cheap (a token: one indexed lookup), unlike
@@ -125,9 +126,14 @@ impl Credentials {
     /// Authenticates: the caller, or 401.
     pub fn caller(&self, node: &Node) -> Result<Caller, NodeError> {
         match &self.0 {
-            None => Err(NodeError::Unauthenticated(
-                "send HTTP Basic credentials or a bearer token".into(),
-            )),
+            // Without an Authorization header, a client certificate registered to a
+            // partner authenticates as that partner.
+            None => match &self.1 {
+                Some(fp) => node.authenticate_certificate(fp),
+                None => Err(NodeError::Unauthenticated(
+                    "send HTTP Basic credentials or a bearer token".into(),
+                )),
+            },
             Some(Err(())) => Err(NodeError::Unauthenticated(
                 "the Authorization header is not ASCII".into(),
             )),
@@ -155,11 +161,30 @@ impl FromRequestParts<App> for Taxii {
                 ),
             ));
         }
+        Ok(Taxii(Credentials::of(parts)))
+    }
+}
+
+impl Credentials {
+    /// The credentials a request carries.
+    fn of(parts: &Parts) -> Credentials {
         let auth = parts
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned).map_err(|_| ()));
-        Ok(Taxii(Credentials(auth)))
+        let cert = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<tls::PeerCert>>()
+            .and_then(|c| c.0.0.clone());
+        Credentials(auth, cert)
+    }
+}
+
+impl FromRequestParts<App> for Credentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &App) -> Result<Self, Self::Rejection> {
+        Ok(Credentials::of(parts))
     }
 }
 
@@ -279,6 +304,29 @@ fn paged(page: &ObjectPage, body: Vec<u8>) -> Response {
     r
 }
 
+/// Every route the server answers and its methods. The egress test walks all of them; a
+/// unit test checks that this list and [`router`] agree.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/taxii2/", &["GET"]),
+    ("/{root}/", &["GET"]),
+    ("/{root}/status/{id}/", &["GET"]),
+    ("/{root}/collections/", &["GET"]),
+    ("/{root}/collections/{cid}/", &["GET"]),
+    ("/{root}/collections/{cid}/manifest/", &["GET"]),
+    ("/{root}/collections/{cid}/objects/", &["GET", "POST"]),
+    (
+        "/{root}/collections/{cid}/objects/{oid}/",
+        &["GET", "DELETE"],
+    ),
+    (
+        "/{root}/collections/{cid}/objects/{oid}/versions/",
+        &["GET"],
+    ),
+    ("/admin/policy/explain", &["GET"]),
+    ("/healthz", &["GET"]),
+    ("/metrics", &["GET"]),
+];
+
 /// Builds the router.
 pub fn router(node: Arc<Node>, metrics: Arc<Metrics>) -> Router {
     let app = App { node, metrics };
@@ -301,6 +349,7 @@ pub fn router(node: Arc<Node>, metrics: Arc<Metrics>) -> Router {
             "/{root}/collections/{cid}/objects/{oid}/versions/",
             get(versions),
         )
+        .route("/admin/policy/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .fallback(not_found)
@@ -361,6 +410,62 @@ async fn status(
         })
         .await?,
     )
+}
+
+/// `GET /admin/policy/explain?object=ID&partner=P[&purpose=read][&at=RFC3339]`: the
+/// policy decision and its rule chain, for administrators (plain JSON, not TAXII).
+async fn explain(
+    State(app): State<App>,
+    cred: Credentials,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> ApiResult {
+    let mut object = None;
+    let mut partner = None;
+    let mut purpose = phalanx_policy::Purpose::Read;
+    let mut at = None;
+    let bad = |m: String| ApiError::from(NodeError::BadRequest(m));
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "object" => object = Some(v.into_owned()),
+            "partner" => partner = Some(v.into_owned()),
+            "purpose" => {
+                purpose = phalanx_policy::Purpose::parse(&v).ok_or_else(|| {
+                    bad(format!(
+                        "query parameter purpose: {v:?} is not read, federate, onward-share or export-for-blocking"
+                    ))
+                })?;
+            }
+            "at" => {
+                at = Some(
+                    phalanx_stix::Timestamp::parse(&v)
+                        .map_err(|e| bad(format!("query parameter at: {e}")))?
+                        .as_micros(),
+                );
+            }
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    let object = object.ok_or_else(|| bad("query parameter object is required".into()))?;
+    let partner = partner.ok_or_else(|| bad("query parameter partner is required".into()))?;
+    let found = as_caller(cred, app.node.clone(), move |node, caller| {
+        if !caller.admin {
+            return Err(NodeError::Forbidden(
+                "policy explanations are for administrators".into(),
+            ));
+        }
+        node.explain(&object, &partner, purpose, at.unwrap_or_else(now_micros))
+    })
+    .await?;
+    let body: Vec<_> = found
+        .iter()
+        .map(phalanx_node::Explanation::to_json)
+        .collect();
+    let mut r = axum::Json(body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 async fn collections(
@@ -572,18 +677,44 @@ pub async fn serve(
     match opts.tls {
         None => {
             ready(addr, false);
-            axum::serve(tcp, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            axum::serve(
+                tcp,
+                app.into_make_service_with_connect_info::<tls::PeerCert>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
         }
         Some((cert, key)) => {
             let config = tls::server_config(&cert, &key)?;
             let listener = tls::TlsListener::new(tcp, config);
             ready(addr, true);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<tls::PeerCert>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A route added to the router but not to [`super::ROUTES`] would escape the egress
+    /// test: every `.route(` in this file must name a listed path, and every listed path
+    /// must be routed.
+    #[test]
+    fn routes_table_matches_the_router() {
+        let src = include_str!("lib.rs");
+        let body = &src[src.find("pub fn router(").expect("router")..];
+        let body = &body[..body.find("\n}\n").expect("end of router")];
+        let routed: Vec<&str> = body
+            .split(".route(")
+            .skip(1)
+            .map(|r| r.split('"').nth(1).expect("a path literal"))
+            .collect();
+        let listed: Vec<&str> = super::ROUTES.iter().map(|(p, _)| *p).collect();
+        assert_eq!(routed, listed);
+    }
 }

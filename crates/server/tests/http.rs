@@ -2,21 +2,20 @@
 //! permissions on every route, pagination, limits, status resources, deletion, metrics.
 
 use phalanx_node::{Node, NodeConfig};
-use phalanx_server::ServeOptions;
 use phalanx_store::{Access, Collection, NewCollection, SqliteStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+
+mod common;
 
 const TAXII: &str = "application/taxii+json;version=2.1";
 
 struct Server {
     addr: SocketAddr,
     node: Arc<Node>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    running: common::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -29,33 +28,11 @@ impl Server {
         let store = SqliteStore::open(&dir.path().join("phalanx.db")).unwrap();
         let node = Arc::new(Node::new(Arc::new(store), cfg).unwrap());
         node.bootstrap(phalanx_node::now_micros()).unwrap();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = oneshot::channel();
-        let opts = ServeOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            tls,
-            insecure_http: false,
-        };
-        let n = node.clone();
-        let task = tokio::spawn(async move {
-            phalanx_server::serve(
-                n,
-                opts,
-                async {
-                    let _ = stop_rx.await;
-                },
-                move |addr, _| {
-                    let _ = addr_tx.send(addr);
-                },
-            )
-            .await
-        });
-        let addr = addr_rx.await.unwrap();
+        let running = common::serve(node.clone(), tls).await;
         Server {
-            addr,
+            addr: running.addr,
             node,
-            stop: Some(stop_tx),
-            task: Some(task),
+            running,
             _dir: dir,
         }
     }
@@ -70,16 +47,23 @@ impl Server {
         self.node.store().create_collection("default", &c).unwrap()
     }
 
-    fn token(&self, org: &str, read: Access, write: Access) -> String {
+    /// A token of this node's own organisation (the sharing policy lets it read
+    /// everything its grants allow), labelled `label`.
+    fn token(&self, label: &str, read: Access, write: Access) -> String {
         self.node
-            .create_token(org, org, read, write, phalanx_node::now_micros())
+            .create_token(
+                label,
+                phalanx_node::DEFAULT_ORG,
+                read,
+                write,
+                phalanx_node::now_micros(),
+            )
             .unwrap()
             .1
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
+    async fn stop(self) {
+        self.running.stop().await;
     }
 }
 
@@ -223,7 +207,13 @@ async fn negotiation_and_authentication() {
     // A revoked token stops working at once.
     let (p, t2) = s
         .node
-        .create_token("tmp", "acme", Access::All, Access::None, 0)
+        .create_token(
+            "tmp",
+            phalanx_node::DEFAULT_ORG,
+            Access::All,
+            Access::None,
+            0,
+        )
         .unwrap();
     assert_eq!(get(&disc, &t2).await.status(), StatusCode::OK);
     s.node.store().revoke_principal(&p.id, 1).unwrap();
@@ -778,4 +768,116 @@ async fn https_health_metrics_and_graceful_stop() {
     let node = s.node.clone();
     s.stop().await;
     assert_eq!(node.store().count(&c.id).unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_maps_a_client_certificate_to_its_partner() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let server_ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, server_ck.cert.pem()).unwrap();
+    std::fs::write(&key, server_ck.signing_key.serialize_pem()).unwrap();
+    let s = Server::start(NodeConfig::default(), Some((cert, key))).await;
+    let c = s.collection("intel", true);
+    let now = phalanx_node::now_micros();
+    // The partner's certificate, registered by fingerprint; and a stranger's.
+    let partner_ck =
+        rcgen::generate_simple_self_signed(vec!["cert.partner.example".into()]).unwrap();
+    let stranger_ck = rcgen::generate_simple_self_signed(vec!["stranger.example".into()]).unwrap();
+    let fp = phalanx_node::auth::hex(&sha2::Sha256::digest(partner_ck.cert.der()));
+    s.node
+        .add_partner(
+            &phalanx_policy::Partner {
+                id: "p1".into(),
+                name: "Partner One".into(),
+                sector: phalanx_policy::Sector::Military,
+                country: Some("NL".into()),
+                contact: None,
+                identity: format!("identity--{}", uuid::Uuid::new_v4()),
+                signing_key: None,
+                endpoints: vec![],
+                cert_fingerprints: vec![fp],
+                removed: false,
+            },
+            now,
+        )
+        .unwrap();
+    s.node
+        .add_agreement(
+            r#"id = "mou-1"
+title = "test"
+status = "active"
+parties = ["p1"]
+max_tlp = "AMBER"
+valid_from = "2020-01-01T00:00:00Z""#,
+            "test",
+            now,
+        )
+        .unwrap();
+    let mut amber = indicator(1);
+    amber["object_marking_refs"] =
+        json!(["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"]);
+    let mut red = indicator(2);
+    red["object_marking_refs"] =
+        json!(["marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"]);
+    let admin = phalanx_node::Caller::local_operator();
+    s.node
+        .add_objects(
+            &admin,
+            "default",
+            &c.id,
+            json!({"objects": [amber, red]}).to_string().as_bytes(),
+            now,
+        )
+        .unwrap();
+    let client = |identity: Option<&rcgen::CertifiedKey<rcgen::KeyPair>>| {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(server_ck.cert.pem().as_bytes()).unwrap(),
+            ])
+            .resolve("localhost", s.addr);
+        if let Some(ck) = identity {
+            let pem = format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem());
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = format!(
+        "https://localhost:{}/default/collections/{}/objects/",
+        s.addr.port(),
+        c.id
+    );
+    let get = |cl: reqwest::Client| {
+        let url = url.clone();
+        async move { cl.get(&url).header("Accept", TAXII).send().await.unwrap() }
+    };
+    // The partner's certificate alone authenticates it; the policy gives it AMBER, not RED.
+    let r = get(client(Some(&partner_ck))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = body["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![amber["id"].as_str().unwrap()]);
+    // No certificate, or one registered to nobody: 401.
+    assert_eq!(get(client(None)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(client(Some(&stranger_ck))).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A certificate grants reading only.
+    let r = client(Some(&partner_ck))
+        .post(&url)
+        .header("Accept", TAXII)
+        .header("Content-Type", TAXII)
+        .body(json!({"objects": [indicator(3)]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
 }

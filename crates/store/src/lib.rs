@@ -210,6 +210,8 @@ pub struct StoredObject {
     pub date_added: i64,
     /// The original JSON text (empty for manifest queries).
     pub raw: String,
+    /// Sharing facts (markings, labels, source partner), kept beside the object.
+    pub facts: phalanx_policy::Facts,
 }
 
 /// One page of a query.
@@ -306,6 +308,32 @@ pub struct StoredStatus {
     pub body: String,
 }
 
+/// One version of a sharing agreement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAgreement {
+    /// Agreement id.
+    pub id: String,
+    /// Version (1, 2, ...).
+    pub version: u32,
+    /// The checked document (JSON).
+    pub doc: String,
+    /// When this version was recorded (µs).
+    pub created_us: i64,
+    /// Who recorded it.
+    pub author: String,
+}
+
+/// An object version to restore with its `date_added` and source partner.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The object.
+    pub object: ValidObject,
+    /// Its original `date_added` (µs).
+    pub date_added: i64,
+    /// The partner it came from.
+    pub source: Option<String>,
+}
+
 /// Builds the status resource of an ingest from its outcomes: (status id, status).
 pub type StatusBuilder<'a> = dyn FnMut(&[IngestOutcome]) -> (String, StoredStatus) + 'a;
 
@@ -329,22 +357,37 @@ pub trait Store: Send + Sync {
         collection: &str,
         objects: &[ValidObject],
         now_us: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_from(collection, objects, None, now_us)
+    }
+    /// As [`Store::ingest`], recording the partner the objects came from (`None`: this
+    /// node's organisation).
+    fn ingest_from(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        source: Option<&str>,
+        now_us: i64,
     ) -> Result<Vec<IngestOutcome>>;
     /// As [`Store::ingest`], and in the same transaction stores the status resource that
     /// `status` builds from the outcomes: an acknowledged request and its objects are
     /// durable together (one commit, one fsync).
+    ///
+    /// `source` is the partner the objects came from (`None`: this node's organisation).
     fn ingest_with_status(
         &self,
         collection: &str,
         objects: &[ValidObject],
+        source: Option<&str>,
         now_us: i64,
         status: &mut StatusBuilder<'_>,
     ) -> Result<Vec<IngestOutcome>>;
-    /// Stores a batch with given `date_added` values (restore); duplicates are skipped.
+    /// Stores a batch with given `date_added` values and source partners (restore);
+    /// duplicates are skipped.
     fn ingest_with_dates(
         &self,
         collection: &str,
-        objects: &[(ValidObject, i64)],
+        objects: &[Restored],
     ) -> Result<Vec<IngestOutcome>>;
     /// Objects matching a query.
     fn query(&self, q: &ObjectQuery) -> Result<Page<StoredObject>>;
@@ -381,6 +424,20 @@ pub trait Store: Send + Sync {
     fn status(&self, id: &str) -> Result<Option<StoredStatus>>;
     /// Forgets status resources created before `before_us`; returns how many.
     fn purge_statuses(&self, before_us: i64) -> Result<usize>;
+
+    /// Adds or replaces a partner (removal is `removed = true`: history stays).
+    fn put_partner(&self, p: &phalanx_policy::Partner, now_us: i64) -> Result<()>;
+    /// Every partner, removed ones included, by id.
+    fn partners(&self) -> Result<Vec<phalanx_policy::Partner>>;
+    /// Stores a new agreement version ([`StoreError::Exists`] if that version exists).
+    fn add_agreement(&self, a: &StoredAgreement) -> Result<()>;
+    /// Every version of one agreement, oldest first.
+    fn agreement_history(&self, id: &str) -> Result<Vec<StoredAgreement>>;
+    /// The latest version of every agreement, by id.
+    fn agreements(&self) -> Result<Vec<StoredAgreement>>;
+    /// A number that changes whenever partners or agreements change (also by another
+    /// process): the node rebuilds its policy when it moves.
+    fn policy_generation(&self) -> Result<i64>;
 
     /// A node setting.
     fn setting(&self, key: &str) -> Result<Option<String>>;

@@ -5,15 +5,17 @@
 
 use crate::{
     ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, IngestOutcome, NewCollection, ObjectQuery,
-    Page, Principal, PrincipalKind, Result, StatusBuilder, Store, StoreError, StoredObject,
-    StoredStatus, VersionFilter,
+    Page, Principal, PrincipalKind, Restored, Result, StatusBuilder, Store, StoreError,
+    StoredAgreement, StoredObject, StoredStatus, VersionFilter,
 };
+use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
+use phalanx_policy::{Facts, Partner};
 use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -77,6 +79,30 @@ CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+";
+
+/// Version 3: sharing facts beside each object version (markings, labels, source
+/// partner), partners, and every version of every agreement.
+const SCHEMA_V3: &str = "
+ALTER TABLE objects ADD COLUMN tlp INTEGER;
+ALTER TABLE objects ADD COLUMN pap INTEGER;
+ALTER TABLE objects ADD COLUMN labels TEXT;
+ALTER TABLE objects ADD COLUMN granular TEXT;
+ALTER TABLE objects ADD COLUMN source TEXT;
+CREATE TABLE partners (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE TABLE agreements (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    author TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+INSERT INTO settings (key, value) VALUES ('policy.generation', '0');
 ";
 
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
@@ -173,7 +199,7 @@ impl SqliteStore {
         SqliteStore::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<SqliteStore> {
+    fn init(mut conn: Connection) -> Result<SqliteStore> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // 16 KiB pages: STIX objects are ~0.5-5 KiB, so more fit per page and the id
         // index needs fewer pages (measured: ~15% faster bulk ingest than 4 KiB). Only
@@ -189,13 +215,19 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
-            1 => {
-                conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
-                ))?;
+            1 | 2 => {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                if version == 1 {
+                    tx.execute_batch(SCHEMA_V2)?;
+                }
+                tx.execute_batch(SCHEMA_V3)?;
+                backfill_facts(&tx)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+                tx.commit()?;
             }
             SCHEMA_VERSION => {}
             v => {
@@ -242,10 +274,11 @@ impl SqliteStore {
     fn ingest_tx(
         &self,
         collection: &str,
-        objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>)>,
+        objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>, Option<&str>)>,
         now_us: i64,
         status: Option<&mut StatusBuilder<'_>>,
     ) -> Result<Vec<IngestOutcome>> {
+        // The iterator yields (object, given date_added, source partner).
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cseq = collection_seq(&tx, collection)?;
@@ -256,12 +289,12 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         let mut out = Vec::new();
-        for (o, given) in objects {
+        for (o, given, source) in objects {
             let date = match given {
                 Some(d) => d,
                 None => now_us.max(last + 1),
             };
-            let outcome = insert_one(&tx, cseq, o, date)?;
+            let outcome = insert_one(&tx, cseq, o, date, source)?;
             if let IngestOutcome::Added { date_added } = outcome {
                 last = last.max(date_added);
             }
@@ -278,6 +311,7 @@ impl SqliteStore {
     fn select(&self, q: &ObjectQuery, with_raw: bool) -> Result<Page<StoredObject>> {
         let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
         sql.push_str(if with_raw { "raw" } else { "''" });
+        sql.push_str(", tlp, pap, labels, granular, source");
         sql.push_str(" FROM objects WHERE collection = ?");
         let conn = self.reader()?;
         let mut args: Vec<rusqlite::types::Value> =
@@ -331,6 +365,7 @@ impl SqliteStore {
                         .unwrap_or_else(|| Timestamp::from_micros(date_added)),
                     date_added,
                     raw: r.get(5)?,
+                    facts: facts_from_row(r, 6)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -385,6 +420,7 @@ fn insert_one(
     collection: i64,
     o: &ValidObject,
     date_added: i64,
+    source: Option<&str>,
 ) -> Result<IngestOutcome> {
     let (key, version) = version_of(o);
     let id = o.id();
@@ -399,10 +435,12 @@ fn insert_one(
         })
         .optional()?;
     let Some((raw, existing_date_added)) = existing else {
+        let facts = Facts::of(o.json(), source);
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw,
+                 tlp, pap, labels, granular, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 collection,
@@ -414,6 +452,11 @@ fn insert_one(
                 version,
                 date_added,
                 o.raw(),
+                facts.tlp.map(tlp_code),
+                facts.pap.map(pap_code),
+                labels_text(&facts.labels),
+                facts.granular_text(),
+                source,
             ]);
         return match inserted {
             Ok(_) => Ok(IngestOutcome::Added { date_added }),
@@ -623,15 +666,16 @@ impl Store for SqliteStore {
         Err(StoreError::NotFound(format!("collection {key:?}")))
     }
 
-    fn ingest(
+    fn ingest_from(
         &self,
         collection: &str,
         objects: &[ValidObject],
+        source: Option<&str>,
         now_us: i64,
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|o| (o, None)),
+            &mut objects.iter().map(|o| (o, None, source)),
             now_us,
             None,
         )
@@ -641,12 +685,13 @@ impl Store for SqliteStore {
         &self,
         collection: &str,
         objects: &[ValidObject],
+        source: Option<&str>,
         now_us: i64,
         status: &mut StatusBuilder<'_>,
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|o| (o, None)),
+            &mut objects.iter().map(|o| (o, None, source)),
             now_us,
             Some(status),
         )
@@ -655,11 +700,13 @@ impl Store for SqliteStore {
     fn ingest_with_dates(
         &self,
         collection: &str,
-        objects: &[(ValidObject, i64)],
+        objects: &[Restored],
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|(o, d)| (o, Some(*d))),
+            &mut objects
+                .iter()
+                .map(|r| (&r.object, Some(r.date_added), r.source.as_deref())),
             0,
             None,
         )
@@ -817,6 +864,88 @@ impl Store for SqliteStore {
             .execute("DELETE FROM statuses WHERE created < ?1", [before_us])?)
     }
 
+    fn put_partner(&self, p: &Partner, now_us: i64) -> Result<()> {
+        let doc = serde_json::to_string(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO partners (id, doc, updated) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated = excluded.updated",
+            params![p.id, doc, now_us],
+        )?;
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn partners(&self) -> Result<Vec<Partner>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached("SELECT id, doc FROM partners ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, doc)| {
+                serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("partner {id:?}: {e}")))
+            })
+            .collect()
+    }
+
+    fn add_agreement(&self, a: &StoredAgreement) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let res = tx.execute(
+            "INSERT INTO agreements (id, version, doc, created, author) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![a.id, a.version, a.doc, a.created_us, a.author],
+        );
+        match res {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::Exists(format!(
+                    "agreement {} version {}",
+                    a.id, a.version
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn agreement_history(&self, id: &str) -> Result<Vec<StoredAgreement>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, version, doc, created, author FROM agreements WHERE id = ?1 ORDER BY version",
+        )?;
+        Ok(stmt
+            .query_map([id], agreement_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn agreements(&self) -> Result<Vec<StoredAgreement>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, version, doc, created, author FROM agreements a
+             WHERE version = (SELECT MAX(version) FROM agreements b WHERE b.id = a.id) ORDER BY id",
+        )?;
+        Ok(stmt
+            .query_map([], agreement_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn policy_generation(&self) -> Result<i64> {
+        let v: Option<String> = self
+            .reader()?
+            .prepare_cached("SELECT value FROM settings WHERE key = 'policy.generation'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
     fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .reader()?
@@ -878,4 +1007,86 @@ fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Principa
         revoked_us: r.get(9)?,
         id,
     }))
+}
+
+fn agreement_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAgreement> {
+    Ok(StoredAgreement {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        doc: r.get(2)?,
+        created_us: r.get(3)?,
+        author: r.get(4)?,
+    })
+}
+
+fn bump_generation(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES ('policy.generation', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+        [],
+    )?;
+    Ok(())
+}
+
+fn labels_text(labels: &[String]) -> Option<String> {
+    (!labels.is_empty()).then(|| serde_json::to_string(labels).unwrap_or_default())
+}
+
+/// The sharing facts in columns `first..first+5` (tlp, pap, labels, granular, source).
+fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts> {
+    let corrupt = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            first,
+            rusqlite::types::Type::Text,
+            format!("stored sharing facts: bad {what}").into(),
+        )
+    };
+    let tlp: Option<u8> = r.get(first)?;
+    let pap: Option<u8> = r.get(first + 1)?;
+    let labels: Option<String> = r.get(first + 2)?;
+    let granular: Option<String> = r.get(first + 3)?;
+    Ok(Facts {
+        tlp: match tlp {
+            Some(n) => Some(tlp_from_code(n).ok_or_else(|| corrupt("tlp"))?),
+            None => None,
+        },
+        pap: match pap {
+            Some(n) => Some(pap_from_code(n).ok_or_else(|| corrupt("pap"))?),
+            None => None,
+        },
+        labels: match labels {
+            Some(l) => serde_json::from_str(&l).map_err(|_| corrupt("labels"))?,
+            None => Vec::new(),
+        },
+        granular: match granular {
+            Some(g) => Facts::parse_granular(&g).map_err(|_| corrupt("granular markings"))?,
+            None => Vec::new(),
+        },
+        source: r.get(first + 4)?,
+    })
+}
+
+/// Computes the sharing facts of objects stored before schema 3.
+fn backfill_facts(tx: &Transaction<'_>) -> Result<()> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT seq, raw FROM objects")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare(
+        "UPDATE objects SET tlp = ?2, pap = ?3, labels = ?4, granular = ?5 WHERE seq = ?1",
+    )?;
+    for (seq, raw) in rows {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&raw) else {
+            return Err(StoreError::Corrupt(format!("object row {seq} is not JSON")));
+        };
+        let f = Facts::of(&map, None);
+        update.execute(params![
+            seq,
+            f.tlp.map(tlp_code),
+            f.pap.map(pap_code),
+            labels_text(&f.labels),
+            f.granular_text()
+        ])?;
+    }
+    Ok(())
 }

@@ -200,3 +200,112 @@ fn data_survives_reopen_and_collections_are_checked() {
     let rec = &s.manifest(&q).unwrap().items[0];
     assert_eq!(rec.version, Timestamp::from_micros(date_added));
 }
+
+fn marked() -> ValidObject {
+    let v = json!({"type": "malware", "spec_version": "2.1", "id": M,
+        "created": "2020-01-01T00:00:00.000Z", "modified": "2020-01-01T00:00:00.000Z",
+        "name": "x", "is_family": true, "labels": ["ransomware", "apt"], "description": "d",
+        "object_marking_refs": ["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+            "marking-definition--c43594d1-4b11-4c59-93ab-1c9b14d53ce9"],
+        "granular_markings": [{"selectors": ["description"],
+            "marking_ref": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"}]});
+    validate(StixObject::from_value(v).unwrap()).unwrap().0
+}
+
+#[test]
+fn sharing_facts_are_kept_beside_each_version() {
+    use phalanx_policy::{Granular, Level};
+    use phalanx_stix::markings::{Pap, Tlp};
+    let (_d, s, c) = setup();
+    s.ingest_from(&c, &[marked()], Some("cert-eu"), 10).unwrap();
+    s.ingest(&c, &[indicator(1)], 20).unwrap();
+    let page = s.query(&ObjectQuery::new(&c)).unwrap();
+    let f = &page.items[0].facts;
+    assert_eq!((f.tlp, f.pap), (Some(Tlp::Amber), Some(Pap::Green)));
+    assert_eq!(f.labels, vec!["ransomware", "apt"]);
+    assert_eq!(
+        f.granular,
+        vec![Granular {
+            selector: "description".into(),
+            level: Level::Tlp(Tlp::Red)
+        }]
+    );
+    assert_eq!(f.source.as_deref(), Some("cert-eu"));
+    // Manifest records carry the same facts (the policy decides on them too).
+    assert_eq!(
+        s.manifest(&ObjectQuery::new(&c)).unwrap().items[0].facts,
+        *f
+    );
+    assert_eq!(page.items[1].facts, phalanx_policy::Facts::default());
+}
+
+#[test]
+fn schema_2_stores_migrate_and_their_facts_are_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phalanx.db");
+    let c = {
+        let s = SqliteStore::open(&path).unwrap();
+        s.ensure_api_root("default", "Default").unwrap();
+        let c = s
+            .create_collection("default", &NewCollection::named("intel"))
+            .unwrap();
+        s.ingest(&c.id, &[marked(), indicator(2)], 10).unwrap();
+        c.id
+    };
+    // Turn the file back into a schema 2 store.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE objects DROP COLUMN tlp; ALTER TABLE objects DROP COLUMN pap;
+             ALTER TABLE objects DROP COLUMN labels; ALTER TABLE objects DROP COLUMN granular;
+             ALTER TABLE objects DROP COLUMN source; DROP TABLE partners; DROP TABLE agreements;
+             DELETE FROM settings WHERE key = 'policy.generation'; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let items = s.query(&ObjectQuery::new(&c)).unwrap().items;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].facts.tlp, Some(phalanx_stix::markings::Tlp::Amber));
+    assert_eq!(items[0].facts.labels.len(), 2);
+    assert_eq!(items[1].facts.tlp, None);
+    assert_eq!(s.agreements().unwrap(), vec![]);
+}
+
+#[test]
+fn partners_and_agreement_versions_persist_and_move_the_generation() {
+    use phalanx_store::StoredAgreement;
+    let (_d, s, _c) = setup();
+    let g0 = s.policy_generation().unwrap();
+    let p = phalanx_policy::Partner {
+        id: "cert-eu".into(),
+        name: "CERT-EU".into(),
+        sector: phalanx_policy::Sector::Government,
+        country: Some("BE".into()),
+        contact: None,
+        identity: "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1".into(),
+        signing_key: None,
+        endpoints: vec!["https://taxii.example/api/".into()],
+        cert_fingerprints: vec![],
+        removed: false,
+    };
+    s.put_partner(&p, 1).unwrap();
+    assert_eq!(s.partners().unwrap(), vec![p.clone()]);
+    let v = |version, doc: &str| StoredAgreement {
+        id: "mou".into(),
+        version,
+        doc: doc.into(),
+        created_us: i64::from(version),
+        author: "test".into(),
+    };
+    s.add_agreement(&v(1, "{\"a\":1}")).unwrap();
+    s.add_agreement(&v(2, "{\"a\":2}")).unwrap();
+    assert!(matches!(
+        s.add_agreement(&v(2, "{\"a\":3}")),
+        Err(StoreError::Exists(_))
+    ));
+    let h = s.agreement_history("mou").unwrap();
+    assert_eq!(h.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(s.agreements().unwrap(), vec![v(2, "{\"a\":2}")]);
+    assert_eq!(s.policy_generation().unwrap(), g0 + 3);
+}

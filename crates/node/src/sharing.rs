@@ -1,0 +1,461 @@
+//! Partners, agreements and the policy behind [`Node::egress`].
+//!
+//! The node keeps one [`Policy`] built from the store's partners and the latest version of
+//! every agreement, and rebuilds it when the store's policy generation moves (also when
+//! another process — `phalanx agreement suspend` next to a running server — changed it).
+//! Time-dependent rules (validity windows) are decided per request with the request's
+//! time, so an agreement that expires stops its flows at that instant.
+
+use crate::{Caller, Node, NodeError, Result};
+use phalanx_policy::agreement::{Context, parse_document};
+use phalanx_policy::{
+    Agreement, AgreementDoc, AgreementStatus, Partner, Policy, Recipient, Subject, Verdict,
+};
+use phalanx_store::{
+    Collection, ObjectQuery, StoreError, StoredAgreement, StoredObject, VersionFilter,
+};
+use std::sync::Arc;
+
+/// Why objects leave the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A TAXII read.
+    Read,
+    /// A file written by `phalanx export` (read by whoever it is exported for).
+    Export,
+    /// Exported to active blocking (PAP rules apply).
+    Blocking,
+    /// Delivered to a peer node.
+    Federate,
+    /// A node backup (`phalanx backup`): administrators only, everything.
+    Backup,
+}
+
+impl Purpose {
+    fn policy(self) -> phalanx_policy::Purpose {
+        match self {
+            Purpose::Read | Purpose::Export | Purpose::Backup => phalanx_policy::Purpose::Read,
+            Purpose::Blocking => phalanx_policy::Purpose::ExportForBlocking,
+            Purpose::Federate => phalanx_policy::Purpose::Federate,
+        }
+    }
+}
+
+/// What checking an agreement needs from the node.
+struct CheckCtx<'a> {
+    own: &'a str,
+    partners: Vec<Partner>,
+    node: &'a Node,
+}
+
+impl Context for CheckCtx<'_> {
+    fn own_org(&self) -> &str {
+        self.own
+    }
+    fn is_partner(&self, id: &str) -> bool {
+        self.partners.iter().any(|p| p.id == id && !p.removed)
+    }
+    fn collection_id(&self, name: &str) -> Option<String> {
+        self.node.store().find_collection(name).ok().map(|c| c.id)
+    }
+}
+
+/// Loading a stored (already checked) version: names are ids already, and a partner
+/// removed since still counts (the version stays as it was agreed).
+struct LoadCtx<'a>(&'a str);
+
+impl Context for LoadCtx<'_> {
+    fn own_org(&self) -> &str {
+        self.0
+    }
+    fn is_partner(&self, _: &str) -> bool {
+        true
+    }
+    fn collection_id(&self, name: &str) -> Option<String> {
+        Some(name.to_owned())
+    }
+}
+
+/// One agreement version as stored, typed.
+#[derive(Debug, Clone)]
+pub struct AgreementVersion {
+    /// The checked agreement.
+    pub agreement: Agreement,
+    /// When it was recorded (µs).
+    pub created_us: i64,
+    /// Who recorded it.
+    pub author: String,
+}
+
+/// The decision for one stored version of an object, with its rule chain.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The collection holding it.
+    pub collection: Collection,
+    /// The object version (`modified`).
+    pub version: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The rule chain, the decision last.
+    pub steps: Vec<String>,
+}
+
+impl Explanation {
+    /// The JSON form (CLI `--json` and the REST endpoint).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "collection": self.collection.id,
+            "version": self.version,
+            "decision": match &self.verdict {
+                Verdict::Allow => "allow",
+                Verdict::Redact(_) => "redact",
+                Verdict::Deny => "deny",
+            },
+            "redact": match &self.verdict { Verdict::Redact(s) => s.clone(), _ => Vec::new() },
+            "steps": self.steps,
+        })
+    }
+}
+
+fn load(own: &str, s: &StoredAgreement) -> Result<AgreementVersion> {
+    let corrupt =
+        |m: String| NodeError::Internal(format!("stored agreement {} v{}: {m}", s.id, s.version));
+    let doc: AgreementDoc = serde_json::from_str(&s.doc).map_err(|e| corrupt(e.to_string()))?;
+    let agreement = doc
+        .check(&LoadCtx(own), s.version)
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(AgreementVersion {
+        agreement,
+        created_us: s.created_us,
+        author: s.author.clone(),
+    })
+}
+
+impl Node {
+    /// The sharing policy in force (rebuilt when partners or agreements changed).
+    pub fn policy(&self) -> Result<Arc<Policy>> {
+        let generation = self.store().policy_generation()?;
+        let mut cache = self.policy_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, p)) = &*cache
+            && *g == generation
+        {
+            return Ok(p.clone());
+        }
+        let agreements = self
+            .store()
+            .agreements()?
+            .iter()
+            .map(|s| load(&self.own_org, s).map(|v| v.agreement))
+            .collect::<Result<Vec<_>>>()?;
+        let policy = Arc::new(Policy::new(
+            &self.own_org,
+            self.config().sharing,
+            self.store().partners()?,
+            agreements,
+        ));
+        *cache = Some((generation, policy.clone()));
+        Ok(policy)
+    }
+
+    /// The node's own organisation id.
+    pub fn own_org(&self) -> &str {
+        &self.own_org
+    }
+
+    /// What a caller is to the policy: administrators and the node's own organisation
+    /// are local; a registered partner is that partner; anyone else an outsider.
+    pub fn recipient<'a>(&self, policy: &Policy, caller: &'a Caller) -> Recipient<'a> {
+        if caller.admin {
+            Recipient::Local
+        } else {
+            policy.recipient(&caller.org)
+        }
+    }
+
+    /// Applies the policy to objects going to `caller`: drops denied ones, redacts where
+    /// the decision says so, and drops the object when redaction would leave it invalid
+    /// (also for manifest records, whose text is fetched for that check).
+    pub(crate) fn apply_policy(
+        &self,
+        caller: &Caller,
+        collection: &Collection,
+        purpose: Purpose,
+        items: Vec<StoredObject>,
+        now_us: i64,
+    ) -> Result<Vec<StoredObject>> {
+        if purpose == Purpose::Backup {
+            return Ok(if caller.admin { items } else { Vec::new() });
+        }
+        let policy = self.policy()?;
+        let to = self.recipient(&policy, caller);
+        if to == Recipient::Local && purpose != Purpose::Blocking {
+            return Ok(items);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for mut o in items {
+            let subject = Subject {
+                object_type: &o.object_type,
+                collection: &collection.id,
+                facts: &o.facts,
+            };
+            match policy.decide(to, subject, purpose.policy(), now_us).verdict {
+                Verdict::Allow => out.push(o),
+                Verdict::Deny => {}
+                Verdict::Redact(selectors) => {
+                    // A manifest record has no text: fetch it, because whether the
+                    // redacted object is still valid decides whether the record shows.
+                    let listed = o.raw.is_empty();
+                    let raw = if listed {
+                        // Deleted meanwhile: nothing to show.
+                        match self.stored_text(&collection.id, &o)? {
+                            Some(raw) => raw,
+                            None => continue,
+                        }
+                    } else {
+                        std::mem::take(&mut o.raw)
+                    };
+                    if let Ok(text) =
+                        phalanx_policy::redact(&raw, &selectors, self.config().max_depth)
+                    {
+                        if !listed {
+                            o.raw = text;
+                        }
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The caller a TLS client certificate authenticates as: the partner registered with
+    /// its fingerprint, reading every collection (the policy decides per object), writing
+    /// none.
+    pub fn authenticate_certificate(&self, fingerprint: &str) -> Result<Caller> {
+        let policy = self.policy()?;
+        let p = policy.partner_by_fingerprint(fingerprint).ok_or_else(|| {
+            NodeError::Unauthenticated(
+                "the client certificate is not registered to a partner; send credentials".into(),
+            )
+        })?;
+        Ok(Caller {
+            id: format!("cert:{}", &fingerprint[..fingerprint.len().min(16)]),
+            name: p.id.clone(),
+            org: p.id.clone(),
+            read: phalanx_store::Access::All,
+            write: phalanx_store::Access::None,
+            admin: false,
+        })
+    }
+
+    /// The stored JSON text of a manifest record's object version.
+    fn stored_text(&self, collection: &str, o: &StoredObject) -> Result<Option<String>> {
+        let q = ObjectQuery {
+            ids: vec![o.id.clone()],
+            versions: VersionFilter::all(),
+            limit: self.config().max_page,
+            ..ObjectQuery::new(collection)
+        };
+        Ok(self
+            .store()
+            .query(&q)?
+            .items
+            .into_iter()
+            .find(|v| v.date_added == o.date_added)
+            .map(|v| v.raw))
+    }
+
+    /// Registers a new partner.
+    pub fn add_partner(&self, p: &Partner, now_us: i64) -> Result<()> {
+        p.check().map_err(NodeError::BadRequest)?;
+        if p.id == self.own_org {
+            return Err(NodeError::BadRequest(format!(
+                "partner id {:?} is this node's own organisation",
+                p.id
+            )));
+        }
+        let existing = self.store().partners()?;
+        if existing.iter().any(|e| e.id == p.id && !e.removed) {
+            return Err(NodeError::BadRequest(format!("partner {:?} exists", p.id)));
+        }
+        for f in &p.cert_fingerprints {
+            if let Some(o) = existing
+                .iter()
+                .find(|e| !e.removed && e.cert_fingerprints.contains(f))
+            {
+                return Err(NodeError::BadRequest(format!(
+                    "certificate fingerprint {f} belongs to partner {}",
+                    o.id
+                )));
+            }
+        }
+        Ok(self.store().put_partner(p, now_us)?)
+    }
+
+    /// Every partner (removed ones included).
+    pub fn partners(&self) -> Result<Vec<Partner>> {
+        Ok(self.store().partners()?)
+    }
+
+    /// Marks a partner removed: it is no longer a recipient; its history stays.
+    pub fn remove_partner(&self, id: &str, now_us: i64) -> Result<Partner> {
+        let mut p = self
+            .store()
+            .partners()?
+            .into_iter()
+            .find(|p| p.id == id && !p.removed)
+            .ok_or_else(|| NodeError::NotFound(format!("partner {id:?}")))?;
+        p.removed = true;
+        self.store().put_partner(&p, now_us)?;
+        Ok(p)
+    }
+
+    /// Checks an agreement document (TOML or JSON) and records it as the next version of
+    /// its agreement. Nothing is recorded if any field is wrong.
+    pub fn add_agreement(&self, text: &str, author: &str, now_us: i64) -> Result<AgreementVersion> {
+        let doc = parse_document(text).map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        self.record_agreement(doc, author, now_us)
+    }
+
+    fn record_agreement(
+        &self,
+        doc: AgreementDoc,
+        author: &str,
+        now_us: i64,
+    ) -> Result<AgreementVersion> {
+        let history = self.store().agreement_history(&doc.id)?;
+        let latest = history.last().map_or(0, |a| a.version);
+        let version = match doc.version {
+            Some(v) if v <= latest => {
+                return Err(NodeError::BadRequest(format!(
+                    "agreement field version: {} version {v} exists (latest is {latest}); a change is a new version",
+                    doc.id
+                )));
+            }
+            Some(v) if v != latest + 1 => {
+                return Err(NodeError::BadRequest(format!(
+                    "agreement field version: {v} skips versions (next is {})",
+                    latest + 1
+                )));
+            }
+            _ => latest + 1,
+        };
+        let ctx = CheckCtx {
+            own: &self.own_org,
+            partners: self.store().partners()?,
+            node: self,
+        };
+        let agreement = doc
+            .check(&ctx, version)
+            .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        if let Some(prev) = history.last() {
+            let prev = load(&self.own_org, prev)?;
+            if prev.agreement.status == AgreementStatus::Terminated {
+                return Err(NodeError::BadRequest(format!(
+                    "agreement {} is terminated; a terminated agreement is not changed (start a new one)",
+                    doc.id
+                )));
+            }
+        }
+        let stored = StoredAgreement {
+            id: agreement.id.clone(),
+            version,
+            doc: serde_json::to_string(&agreement.doc)
+                .map_err(|e| NodeError::Internal(e.to_string()))?,
+            created_us: now_us,
+            author: author.to_owned(),
+        };
+        self.store().add_agreement(&stored).map_err(|e| match e {
+            StoreError::Exists(m) => NodeError::BadRequest(format!("{m} was recorded meanwhile")),
+            e => e.into(),
+        })?;
+        Ok(AgreementVersion {
+            agreement,
+            created_us: now_us,
+            author: author.to_owned(),
+        })
+    }
+
+    /// Records a new version of an agreement with another status (suspend, resume,
+    /// terminate).
+    pub fn set_agreement_status(
+        &self,
+        id: &str,
+        status: AgreementStatus,
+        author: &str,
+        now_us: i64,
+    ) -> Result<AgreementVersion> {
+        let latest = self
+            .agreement_history(id)?
+            .pop()
+            .ok_or_else(|| NodeError::NotFound(format!("agreement {id:?}")))?;
+        if latest.agreement.status == status {
+            return Err(NodeError::BadRequest(format!(
+                "agreement {id} is already {}",
+                status.as_str()
+            )));
+        }
+        let mut doc = latest.agreement.doc;
+        doc.status = status;
+        doc.version = None;
+        self.record_agreement(doc, author, now_us)
+    }
+
+    /// Every version of an agreement, oldest first.
+    pub fn agreement_history(&self, id: &str) -> Result<Vec<AgreementVersion>> {
+        self.store()
+            .agreement_history(id)?
+            .iter()
+            .map(|s| load(&self.own_org, s))
+            .collect()
+    }
+
+    /// The latest version of every agreement.
+    pub fn agreements(&self) -> Result<Vec<AgreementVersion>> {
+        self.store()
+            .agreements()?
+            .iter()
+            .map(|s| load(&self.own_org, s))
+            .collect()
+    }
+
+    /// The decision, with its rule chain, for the latest version of an object in every
+    /// collection holding it, going to organisation `org` (a partner id, this node's
+    /// organisation, or anyone else) for `purpose`.
+    pub fn explain(
+        &self,
+        object_id: &str,
+        org: &str,
+        purpose: phalanx_policy::Purpose,
+        now_us: i64,
+    ) -> Result<Vec<Explanation>> {
+        phalanx_stix::id::parse_id(object_id)
+            .map_err(|e| NodeError::BadRequest(format!("object id: {e}")))?;
+        let policy = self.policy()?;
+        let to = policy.recipient(org);
+        let mut out = Vec::new();
+        for c in self.store().collections(None)? {
+            let mut q = ObjectQuery::new(&c.id);
+            q.ids = vec![object_id.to_owned()];
+            q.versions = VersionFilter::default();
+            for o in self.store().manifest(&q)?.items {
+                let subject = Subject {
+                    object_type: &o.object_type,
+                    collection: &c.id,
+                    facts: &o.facts,
+                };
+                let (d, steps) = policy.explain(to, subject, purpose, now_us);
+                out.push(Explanation {
+                    collection: c.clone(),
+                    version: o.version.to_string(),
+                    verdict: d.verdict,
+                    steps,
+                });
+            }
+        }
+        if out.is_empty() {
+            return Err(NodeError::NotFound(format!("object {object_id}")));
+        }
+        Ok(out)
+    }
+}
