@@ -881,3 +881,77 @@ valid_from = "2020-01-01T00:00:00Z""#,
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_get_policy_explanations_over_rest() {
+    let s = Server::start(NodeConfig::default(), None).await;
+    let c = s.collection("intel", true);
+    let now = phalanx_node::now_micros();
+    s.node
+        .add_user(
+            "root",
+            phalanx_node::DEFAULT_ORG,
+            "pw-root-1",
+            Access::All,
+            Access::All,
+            true,
+            now,
+        )
+        .unwrap();
+    let mut red = indicator(1);
+    red["object_marking_refs"] =
+        json!(["marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"]);
+    let admin = phalanx_node::Caller::local_operator();
+    s.node
+        .add_objects(
+            &admin,
+            "default",
+            &c.id,
+            json!({"objects": [red]}).to_string().as_bytes(),
+            now,
+        )
+        .unwrap();
+    let id = red["id"].as_str().unwrap();
+    let url = |q: &str| s.url(&format!("/admin/policy/explain?{q}"));
+    let r = http()
+        .get(url(&format!(
+            "object={id}&partner=cert-eu&purpose=federate"
+        )))
+        .basic_auth("root", Some("pw-root-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["decision"], "deny");
+    assert_eq!(v[0]["collection"], c.id.as_str());
+    let steps = v[0]["steps"].to_string();
+    assert!(steps.contains("not a registered partner"), "{steps}");
+    // Bad parameters name themselves; non-administrators are refused.
+    for (q, want) in [
+        ("partner=x".to_owned(), "object"),
+        (format!("object={id}"), "partner"),
+        (format!("object={id}&partner=x&purpose=sell"), "purpose"),
+        (format!("object={id}&partner=x&at=yesterday"), "at"),
+        (format!("object={id}&partner=x&colour=red"), "colour"),
+    ] {
+        let r = http()
+            .get(url(&q))
+            .basic_auth("root", Some("pw-root-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+        assert!(r.text().await.unwrap().contains(want), "{q}");
+    }
+    let token = s.token("reader", Access::All, Access::None);
+    let r = http()
+        .get(url(&format!("object={id}&partner=x")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
