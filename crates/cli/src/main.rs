@@ -12,6 +12,8 @@ mod bench_taxii;
 mod datadir;
 mod export;
 mod ingest;
+mod peer;
+mod pki;
 mod report;
 mod serve;
 mod sharing;
@@ -92,6 +94,12 @@ enum Command {
     /// The sharing policy
     #[command(subcommand)]
     Policy(sharing::PolicyCmd),
+    /// Federation with partner nodes: pull, push and accept feeds, and their health
+    #[command(subcommand)]
+    Peer(peer::PeerCmd),
+    /// A small certificate authority for test and exercise federations
+    #[command(subcommand)]
+    Pki(pki::PkiCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,6 +286,14 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Agreement(cmd) => {
             sharing::agreement(&cli.data, json, cmd)?;
+            Ok(Status::Ok)
+        }
+        Command::Peer(cmd) => {
+            peer::run(&cli.data, json, cmd)?;
+            Ok(Status::Ok)
+        }
+        Command::Pki(cmd) => {
+            pki::run(cmd, json)?;
             Ok(Status::Ok)
         }
         Command::Policy(cmd) => {

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Title of the server (TAXII discovery)
     #[arg(long, env = "PHALANX_TITLE")]
     title: Option<String>,
+    /// CA certificates (PEM) trusted for partner nodes' server certificates when
+    /// federating [default: the platform's roots]
+    #[arg(long, env = "PHALANX_FEDERATION_CA", value_name = "FILE")]
+    federation_ca: Option<PathBuf>,
 }
 
 /// The configuration file.
@@ -62,6 +66,24 @@ pub struct ConfigFile {
     taxii: TaxiiSection,
     #[serde(default)]
     pub sharing: SharingSection,
+    #[serde(default)]
+    federation: FederationSection,
+}
+
+/// `[federation]`: how this node connects to its peers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FederationSection {
+    /// Client certificate and key (PEM) presented to peers [default: the server's
+    /// `tls_cert`/`tls_key`].
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    /// CA certificates trusted for peers.
+    ca: Option<PathBuf>,
+    pull_interval_seconds: Option<u64>,
+    push_interval_ms: Option<u64>,
+    page: Option<usize>,
+    max_backoff_seconds: Option<u64>,
 }
 
 /// `[sharing]`: what the policy assumes for objects without markings.
@@ -173,6 +195,28 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
+    let fed = &file.federation;
+    let d = phalanx_federation::Config::default();
+    let federation = phalanx_federation::Config {
+        client_cert: match (&fed.client_cert, &fed.client_key, &tls) {
+            (Some(c), Some(k), _) => Some((c.clone(), k.clone())),
+            (None, None, Some((c, k))) => Some((c.clone(), k.clone())),
+            (None, None, None) => None,
+            _ => anyhow::bail!("federation.client_cert and federation.client_key go together"),
+        },
+        ca: a.federation_ca.clone().or(fed.ca.clone()),
+        pull_interval: fed
+            .pull_interval_seconds
+            .map_or(d.pull_interval, std::time::Duration::from_secs),
+        push_interval: fed
+            .push_interval_ms
+            .map_or(d.push_interval, std::time::Duration::from_millis),
+        page: fed.page.unwrap_or(d.page).max(1),
+        max_backoff: fed
+            .max_backoff_seconds
+            .map_or(d.max_backoff, std::time::Duration::from_secs),
+        timeout: d.timeout,
+    };
     let opts = ServeOptions {
         listen,
         tls,
@@ -190,7 +234,10 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         let _guard = runtime.enter();
         shutdown_signal()?
     };
-    runtime.block_on(phalanx_server::serve(node, opts, shutdown, |addr, tls| {
+    // Federation workers run beside the server and stop with it.
+    let (stop_federation, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = runtime.spawn(phalanx_federation::run(node.clone(), federation, stop_rx));
+    let served = runtime.block_on(phalanx_server::serve(node, opts, shutdown, |addr, tls| {
         let scheme = if tls { "https" } else { "http" };
         println!("Phalanx TAXII 2.1 server listening on {scheme}://{addr}/taxii2/");
         println!("data directory: {}", data.display());
@@ -203,7 +250,10 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
             );
         }
         println!("press Ctrl-C to stop");
-    }))?;
+    }));
+    let _ = stop_federation.send(true);
+    let _ = runtime.block_on(workers);
+    served?;
     eprintln!("stopped: every acknowledged request is stored");
     Ok(Status::Ok)
 }

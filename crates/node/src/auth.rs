@@ -52,6 +52,12 @@ impl Caller {
         c.can_read && (self.admin || self.read.covers(&c.id) || self.write.covers(&c.id))
     }
 
+    /// Whether the caller is a peer node (authenticated by its TLS client certificate):
+    /// what it reads is federated, not read by a person.
+    pub fn is_peer(&self) -> bool {
+        self.id.starts_with("cert:")
+    }
+
     /// Whether the caller may add to a collection.
     pub fn may_write(&self, c: &Collection) -> bool {
         c.can_write && (self.admin || self.write.covers(&c.id))

@@ -8,6 +8,7 @@
 //! Everything here is synchronous; the server runs it on blocking threads.
 
 pub mod auth;
+pub mod federation;
 pub mod sharing;
 
 pub use auth::Caller;
@@ -922,7 +923,7 @@ impl Node {
 }
 
 /// Parses and validates raw objects, in input order, on up to all cores.
-fn check_all(
+pub(crate) fn check_all(
     raws: &[&serde_json::value::RawValue],
     max_depth: usize,
     request_time: &str,

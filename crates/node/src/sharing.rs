@@ -191,6 +191,21 @@ impl Node {
         if to == Recipient::Local && purpose != Purpose::Blocking {
             return Ok(items);
         }
+        // A peer node's reads are federation; and federation never sends an object back
+        // to the partner it came from (no loops).
+        let purpose = if caller.is_peer() && purpose == Purpose::Read {
+            Purpose::Federate
+        } else {
+            purpose
+        };
+        let items = if purpose == Purpose::Federate {
+            items
+                .into_iter()
+                .filter(|o| o.facts.source.as_deref() != Some(caller.org.as_str()))
+                .collect()
+        } else {
+            items
+        };
         let mut out = Vec::with_capacity(items.len());
         for mut o in items {
             let subject = Subject {
@@ -228,9 +243,9 @@ impl Node {
         Ok(out)
     }
 
-    /// The caller a TLS client certificate authenticates as: the partner registered with
-    /// its fingerprint, reading every collection (the policy decides per object), writing
-    /// none.
+    /// The caller a TLS client certificate authenticates as: the partner's node, reading
+    /// every collection (the policy decides per object, purpose federate) and writing
+    /// the collections it has an `accept` feed for.
     pub fn authenticate_certificate(&self, fingerprint: &str) -> Result<Caller> {
         let policy = self.policy()?;
         let p = policy.partner_by_fingerprint(fingerprint).ok_or_else(|| {
@@ -238,12 +253,24 @@ impl Node {
                 "the client certificate is not registered to a partner; send credentials".into(),
             )
         })?;
+        // It may write into the collections it has an `accept` feed for.
+        let accepts: Vec<String> = self
+            .store()
+            .feeds()?
+            .into_iter()
+            .filter(|f| f.partner == p.id && f.direction == phalanx_store::FeedDirection::Accept)
+            .map(|f| f.local)
+            .collect();
         Ok(Caller {
             id: format!("cert:{}", &fingerprint[..fingerprint.len().min(16)]),
             name: p.id.clone(),
             org: p.id.clone(),
             read: phalanx_store::Access::All,
-            write: phalanx_store::Access::None,
+            write: if accepts.is_empty() {
+                phalanx_store::Access::None
+            } else {
+                phalanx_store::Access::Collections(accepts)
+            },
             admin: false,
         })
     }

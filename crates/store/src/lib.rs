@@ -323,6 +323,83 @@ pub struct StoredAgreement {
     pub author: String,
 }
 
+/// Which way a feed moves objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedDirection {
+    /// This node pulls from the partner's remote collection into a local one.
+    Pull,
+    /// This node pushes a local collection to the partner's remote collection.
+    Push,
+    /// The partner's node may push (POST) into a local collection (`remote` is empty).
+    Accept,
+}
+
+impl FeedDirection {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedDirection::Pull => "pull",
+            FeedDirection::Push => "push",
+            FeedDirection::Accept => "accept",
+        }
+    }
+
+    /// Parses [`FeedDirection::as_str`].
+    pub fn parse(s: &str) -> Option<FeedDirection> {
+        match s {
+            "pull" => Some(FeedDirection::Pull),
+            "push" => Some(FeedDirection::Push),
+            "accept" => Some(FeedDirection::Accept),
+            _ => None,
+        }
+    }
+}
+
+/// A feed to create.
+#[derive(Debug, Clone)]
+pub struct NewFeed {
+    /// Partner id.
+    pub partner: String,
+    /// Direction.
+    pub direction: FeedDirection,
+    /// The remote TAXII collection URL (empty for `accept`).
+    pub remote: String,
+    /// The local collection id.
+    pub local: String,
+    /// Initial cursor (µs): pull from after this remote `date_added`, push after this
+    /// local one; `None`: from the beginning.
+    pub cursor: Option<i64>,
+}
+
+/// A federation feed and its health.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Feed {
+    /// Id.
+    pub id: i64,
+    /// Partner id.
+    pub partner: String,
+    /// Direction.
+    pub direction: FeedDirection,
+    /// Remote collection URL.
+    pub remote: String,
+    /// Local collection id.
+    pub local: String,
+    /// Pull: the remote `date_added` stored up to; push: the local `date_added`
+    /// delivered up to (µs).
+    pub cursor: Option<i64>,
+    /// Last success (µs).
+    pub last_ok_us: Option<i64>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// When it happened (µs).
+    pub last_error_us: Option<i64>,
+    /// Failures since the last success.
+    pub failures: i64,
+    /// Objects moved so far.
+    pub moved: i64,
+}
+
 /// An object version to restore with its `date_added` and source partner.
 #[derive(Debug, Clone)]
 pub struct Restored {
@@ -435,6 +512,30 @@ pub trait Store: Send + Sync {
     fn agreement_history(&self, id: &str) -> Result<Vec<StoredAgreement>>;
     /// The latest version of every agreement, by id.
     fn agreements(&self) -> Result<Vec<StoredAgreement>>;
+    /// As [`Store::ingest_from`], and in the same transaction moves feed `feed`'s cursor
+    /// to `cursor` (a page pulled from a peer is stored and acknowledged together).
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_feed_page(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        source: Option<&str>,
+        now_us: i64,
+        feed: i64,
+        cursor: i64,
+    ) -> Result<Vec<IngestOutcome>>;
+    /// Adds a federation feed ([`StoreError::Exists`] for the same partner, direction,
+    /// remote and local collection).
+    fn add_feed(&self, f: &NewFeed) -> Result<Feed>;
+    /// Every feed, oldest first.
+    fn feeds(&self) -> Result<Vec<Feed>>;
+    /// Removes a feed.
+    fn remove_feed(&self, id: i64) -> Result<()>;
+    /// Records a success: the cursor moves forward to `cursor` (never back), `moved`
+    /// objects more, failures reset.
+    fn feed_progress(&self, id: i64, cursor: i64, moved: i64, now_us: i64) -> Result<()>;
+    /// Records a failure.
+    fn feed_error(&self, id: i64, message: &str, now_us: i64) -> Result<()>;
     /// A number that changes whenever partners or agreements change (also by another
     /// process): the node rebuilds its policy when it moves.
     fn policy_generation(&self) -> Result<i64>;

@@ -4,9 +4,9 @@
 //! queries) so a PostgreSQL backend can share the schema.
 
 use crate::{
-    ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, IngestOutcome, NewCollection, ObjectQuery,
-    Page, Principal, PrincipalKind, Restored, Result, StatusBuilder, Store, StoreError,
-    StoredAgreement, StoredObject, StoredStatus, VersionFilter,
+    ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, Feed, FeedDirection, IngestOutcome,
+    NewCollection, NewFeed, ObjectQuery, Page, Principal, PrincipalKind, Restored, Result,
+    StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus, VersionFilter,
 };
 use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
 use phalanx_policy::{Facts, Partner};
@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_i
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -103,6 +103,25 @@ CREATE TABLE agreements (
     PRIMARY KEY (id, version)
 );
 INSERT INTO settings (key, value) VALUES ('policy.generation', '0');
+";
+
+/// Version 4: federation feeds (pull from, push to, accept from a partner) with their
+/// durable cursors and health.
+const SCHEMA_V4: &str = "
+CREATE TABLE feeds (
+    id INTEGER PRIMARY KEY,
+    partner TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    local TEXT NOT NULL,
+    cursor BIGINT,
+    last_ok BIGINT,
+    last_error TEXT,
+    last_error_at BIGINT,
+    failures INTEGER NOT NULL,
+    moved INTEGER NOT NULL,
+    UNIQUE (partner, direction, remote, local)
+);
 ";
 
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
@@ -215,7 +234,7 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             1 | 2 => {
@@ -277,6 +296,7 @@ impl SqliteStore {
         objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>, Option<&str>)>,
         now_us: i64,
         status: Option<&mut StatusBuilder<'_>>,
+        feed: Option<(i64, i64)>,
     ) -> Result<Vec<IngestOutcome>> {
         // The iterator yields (object, given date_added, source partner).
         let mut conn = self.conn();
@@ -303,6 +323,10 @@ impl SqliteStore {
         if let Some(status) = status {
             let (id, st) = status(&out);
             put_status(&tx, &id, &st)?;
+        }
+        if let Some((feed, cursor)) = feed {
+            let added = out.iter().filter(|o| o.is_added()).count() as i64;
+            advance(&tx, feed, cursor, added, now_us)?;
         }
         tx.commit()?;
         Ok(out)
@@ -678,6 +702,7 @@ impl Store for SqliteStore {
             &mut objects.iter().map(|o| (o, None, source)),
             now_us,
             None,
+            None,
         )
     }
 
@@ -694,6 +719,7 @@ impl Store for SqliteStore {
             &mut objects.iter().map(|o| (o, None, source)),
             now_us,
             Some(status),
+            None,
         )
     }
 
@@ -708,6 +734,7 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|r| (&r.object, Some(r.date_added), r.source.as_deref())),
             0,
+            None,
             None,
         )
     }
@@ -937,6 +964,120 @@ impl Store for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    fn ingest_feed_page(
+        &self,
+        collection: &str,
+        objects: &[ValidObject],
+        source: Option<&str>,
+        now_us: i64,
+        feed: i64,
+        cursor: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_tx(
+            collection,
+            &mut objects.iter().map(|o| (o, None, source)),
+            now_us,
+            None,
+            Some((feed, cursor)),
+        )
+    }
+
+    fn add_feed(&self, f: &NewFeed) -> Result<Feed> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let res = tx.execute(
+            "INSERT INTO feeds (partner, direction, remote, local, cursor, failures, moved)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
+            params![f.partner, f.direction.as_str(), f.remote, f.local, f.cursor],
+        );
+        match res {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::Exists(format!(
+                    "{} feed {} {}",
+                    f.direction.as_str(),
+                    f.partner,
+                    f.remote
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = tx.last_insert_rowid();
+        bump_generation(&tx)?;
+        tx.commit()?;
+        drop(conn);
+        self.feeds()?
+            .into_iter()
+            .find(|x| x.id == id)
+            .ok_or_else(|| StoreError::NotFound(format!("feed {id}")))
+    }
+
+    fn feeds(&self) -> Result<Vec<Feed>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, partner, direction, remote, local, cursor, last_ok, last_error, last_error_at,
+             failures, moved FROM feeds ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                let d: String = r.get(2)?;
+                Ok((
+                    d,
+                    Feed {
+                        id: r.get(0)?,
+                        partner: r.get(1)?,
+                        direction: FeedDirection::Pull,
+                        remote: r.get(3)?,
+                        local: r.get(4)?,
+                        cursor: r.get(5)?,
+                        last_ok_us: r.get(6)?,
+                        last_error: r.get(7)?,
+                        last_error_us: r.get(8)?,
+                        failures: r.get(9)?,
+                        moved: r.get(10)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(d, mut f)| {
+                f.direction = FeedDirection::parse(&d).ok_or_else(|| {
+                    StoreError::Corrupt(format!("feed {}: direction {d:?}", f.id))
+                })?;
+                Ok(f)
+            })
+            .collect()
+    }
+
+    fn remove_feed(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if tx.execute("DELETE FROM feeds WHERE id = ?1", [id])? == 0 {
+            return Err(StoreError::NotFound(format!("feed {id}")));
+        }
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn feed_progress(&self, id: i64, cursor: i64, moved: i64, now_us: i64) -> Result<()> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        advance(&tx, id, cursor, moved, now_us)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn feed_error(&self, id: i64, message: &str, now_us: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE feeds SET last_error = ?2, last_error_at = ?3, failures = failures + 1 WHERE id = ?1",
+            params![id, message, now_us],
+        )?;
+        Ok(())
+    }
+
     fn policy_generation(&self) -> Result<i64> {
         let v: Option<String> = self
             .reader()?
@@ -1088,5 +1229,15 @@ fn backfill_facts(tx: &Transaction<'_>) -> Result<()> {
             f.granular_text()
         ])?;
     }
+    Ok(())
+}
+
+/// Moves a feed's cursor forward (never back) and records a success.
+fn advance(tx: &Transaction<'_>, feed: i64, cursor: i64, moved: i64, now_us: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE feeds SET cursor = MAX(COALESCE(cursor, ?2), ?2), last_ok = ?4, failures = 0,
+         moved = moved + ?3 WHERE id = ?1",
+    )?
+    .execute(params![feed, cursor, moved, now_us])?;
     Ok(())
 }

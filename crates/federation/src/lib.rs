@@ -1,0 +1,349 @@
+//! # phalanx-federation
+//!
+//! The workers `phalanx serve` runs to federate with partner nodes over plain TAXII 2.1:
+//! one task per feed (`phalanx peer pull|push|accept`), started and stopped as feeds are
+//! added and removed.
+//!
+//! - **Pull**: pages through the partner's collection from the feed's cursor
+//!   (`added_after`), stores each page with the partner as its source and moves the cursor
+//!   to the page's `X-TAXII-Date-Added-Last` **in the same transaction** — a crash
+//!   repeats at most one page, which idempotent ingest absorbs. Polls every
+//!   `pull_interval`; while a page was full it continues at once.
+//! - **Push**: reads the local collection after the feed's cursor (the collection's
+//!   strictly increasing `date_added` is the outbox: an object is in it exactly when its
+//!   transaction committed), passes every object through the node's egress with purpose
+//!   `federate` for the partner, POSTs what may go, and moves the cursor only once the
+//!   partner acknowledged (a complete status). The local store is looked at every
+//!   `push_interval` (250 ms), so a new object reaches a connected peer well within a
+//!   second, also when it was imported by another process.
+//! - A feed runs only while an agreement with the partner is in force; what flows is
+//!   decided per object by the policy.
+//! - Failures (unreachable peer, 5xx, garbage, oversized or slow answers — the TAXII
+//!   client bounds time and size) are recorded on the feed (`phalanx peer status`) and
+//!   retried with exponential backoff and jitter (up to `max_backoff`); one peer's
+//!   trouble never touches another feed.
+
+use phalanx_node::Node;
+use phalanx_store::{Feed, FeedDirection};
+use phalanx_taxii::Filters;
+use phalanx_taxii::client::{Client, Collection};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the workers talk to peers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's TLS client certificate and key (PEM): peers map it to this node.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// CA certificates to trust for peers' server certificates (default: platform roots).
+    pub ca: Option<PathBuf>,
+    /// Pause between polls of a pull feed that is up to date.
+    pub pull_interval: Duration,
+    /// Pause between looks at the local store for a push feed with nothing new.
+    pub push_interval: Duration,
+    /// Objects per pulled page and per pushed envelope.
+    pub page: usize,
+    /// Longest wait after repeated failures.
+    pub max_backoff: Duration,
+    /// Time for one request to a peer.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            client_cert: None,
+            ca: None,
+            pull_interval: Duration::from_secs(5),
+            push_interval: Duration::from_millis(250),
+            page: 500,
+            max_backoff: Duration::from_secs(300),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An error of one feed round, as recorded on the feed.
+type RoundResult = Result<usize, String>;
+
+/// Runs the feed workers until `stop` resolves.
+pub async fn run(node: Arc<Node>, cfg: Config, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut running: HashMap<i64, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut stop_rx = stop.clone();
+    loop {
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || n.feeds()).await {
+            Ok(Ok(feeds)) => {
+                let ids: Vec<i64> = feeds.iter().map(|f| f.id).collect();
+                running.retain(|id, h| {
+                    let keep = ids.contains(id) && !h.is_finished();
+                    if !keep {
+                        h.abort();
+                    }
+                    keep
+                });
+                for f in feeds {
+                    if f.direction == FeedDirection::Accept || running.contains_key(&f.id) {
+                        continue;
+                    }
+                    tracing::info!(feed = f.id, partner = %f.partner, direction = f.direction.as_str(), remote = %f.remote, "starting feed");
+                    let task = feed_task(node.clone(), cfg.clone(), f.id, stop.clone());
+                    running.insert(f.id, tokio::spawn(task));
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("cannot read feeds: {e}"),
+            Err(e) => tracing::warn!("feed scan failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop_rx.changed() => break,
+        }
+    }
+    for (_, h) in running {
+        h.abort();
+    }
+}
+
+fn client(cfg: &Config) -> Result<Client, String> {
+    let mut b = Client::builder().timeout(cfg.timeout).retries(1);
+    if let Some((c, k)) = &cfg.client_cert {
+        b = b.client_cert(c, k);
+    }
+    if let Some(ca) = &cfg.ca {
+        b = b.ca(ca);
+    }
+    b.build().map_err(|e| format!("TAXII client: {e}"))
+}
+
+/// Full jitter over an exponential backoff: a random wait in [base/2, base], base =
+/// interval × 2^failures, capped.
+fn backoff(interval: Duration, failures: i64, max: Duration) -> Duration {
+    let base = interval
+        .saturating_mul(1u32 << failures.clamp(0, 16) as u32)
+        .min(max);
+    let mut b = [0u8; 4];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u32::from_le_bytes(b)
+    } else {
+        u32::MAX / 2
+    };
+    base / 2 + base.mul_f64(f64::from(r) / f64::from(u32::MAX) / 2.0)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, phalanx_node::NodeError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("worker failed: {e}")),
+    }
+}
+
+async fn feed_task(
+    node: Arc<Node>,
+    cfg: Config,
+    id: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = match client(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            let n = node.clone();
+            let _ =
+                blocking(move || Ok(n.store().feed_error(id, &e, phalanx_node::now_micros())?))
+                    .await;
+            return;
+        }
+    };
+    let own_identity: Option<String> = {
+        let n = node.clone();
+        blocking(move || Ok(n.store().setting("node.identity")?))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+    };
+    let mut remote: Option<Collection> = None;
+    loop {
+        let n = node.clone();
+        let feed = match blocking(move || Ok(n.feeds()?.into_iter().find(|f| f.id == id))).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(feed = id, "{e}");
+                tokio::time::sleep(cfg.pull_interval).await;
+                continue;
+            }
+        };
+        let now = phalanx_node::now_micros();
+        let n = node.clone();
+        let partner = feed.partner.clone();
+        let active = blocking(move || n.federates_with(&partner, now))
+            .await
+            .unwrap_or(false);
+        let idle = match feed.direction {
+            FeedDirection::Push => cfg.push_interval,
+            _ => cfg.pull_interval,
+        };
+        let wait = if !active {
+            idle
+        } else {
+            let round = match feed.direction {
+                FeedDirection::Pull => {
+                    pull(
+                        &node,
+                        &client,
+                        &mut remote,
+                        &feed,
+                        &cfg,
+                        own_identity.clone(),
+                    )
+                    .await
+                }
+                FeedDirection::Push => push(&node, &client, &mut remote, &feed, &cfg).await,
+                FeedDirection::Accept => return,
+            };
+            match round {
+                // A full page or envelope: more is probably waiting.
+                Ok(n) if n >= cfg.page => Duration::ZERO,
+                Ok(_) => idle,
+                Err(e) => {
+                    tracing::warn!(feed = id, partner = %feed.partner, direction = feed.direction.as_str(), remote = %feed.remote, "federation error: {e}");
+                    remote = None;
+                    let n = node.clone();
+                    let failures = feed.failures + 1;
+                    let _ = blocking(move || {
+                        Ok(n.store().feed_error(id, &e, phalanx_node::now_micros())?)
+                    })
+                    .await;
+                    backoff(
+                        cfg.pull_interval.min(Duration::from_secs(1)),
+                        failures,
+                        cfg.max_backoff,
+                    )
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn collection<'c>(
+    client: &Client,
+    cache: &'c mut Option<Collection>,
+    url: &str,
+) -> Result<&'c Collection, String> {
+    if cache.is_none() {
+        *cache = Some(
+            client
+                .collection_at(url)
+                .await
+                .map_err(|e| format!("collection {url}: {e}"))?,
+        );
+    }
+    Ok(cache.as_ref().expect("set above"))
+}
+
+/// One pull round: pages from the cursor until the peer has no more; returns objects
+/// received.
+async fn pull(
+    node: &Arc<Node>,
+    client: &Client,
+    cache: &mut Option<Collection>,
+    feed: &Feed,
+    cfg: &Config,
+    own_identity: Option<String>,
+) -> RoundResult {
+    let col = collection(client, cache, &feed.remote).await?;
+    let filters = Filters {
+        added_after: feed.cursor.map(phalanx_stix::Timestamp::from_micros),
+        limit: Some(cfg.page),
+        ..Filters::default()
+    };
+    let mut pages = client.objects(col, &filters);
+    let mut received = 0;
+    let mut cursor = feed.cursor;
+    while let Some(page) = pages
+        .next_page()
+        .await
+        .map_err(|e| format!("GET objects: {e}"))?
+    {
+        received += page.items.len();
+        // Without the header the page is stored but the cursor stays: the next round
+        // asks again and idempotent ingest absorbs the repeat.
+        let last = page
+            .date_added_last
+            .as_deref()
+            .and_then(|t| phalanx_stix::Timestamp::parse(t).ok())
+            .map(|t| t.as_micros());
+        if let Some(l) = last {
+            cursor = Some(cursor.map_or(l, |c| c.max(l)));
+        }
+        let n = node.clone();
+        let f = feed.clone();
+        let own = own_identity.clone();
+        let at = cursor.unwrap_or(0);
+        let stored = blocking(move || {
+            let raws: Vec<&serde_json::value::RawValue> =
+                page.items.iter().map(AsRef::as_ref).collect();
+            n.store_pulled(&f, &raws, at, own.as_deref(), phalanx_node::now_micros())
+        })
+        .await?;
+        if stored.invalid > 0 || stored.conflicts > 0 {
+            tracing::warn!(feed = feed.id, partner = %feed.partner, "pulled page: {} invalid and {} conflicting objects refused", stored.invalid, stored.conflicts);
+        }
+    }
+    Ok(received)
+}
+
+/// One push round: the next envelope of what the partner may receive; returns the rows
+/// passed (sent or skipped).
+async fn push(
+    node: &Arc<Node>,
+    client: &Client,
+    cache: &mut Option<Collection>,
+    feed: &Feed,
+    cfg: &Config,
+) -> RoundResult {
+    let n = node.clone();
+    let f = feed.clone();
+    let page = cfg.page;
+    let out = blocking(move || n.outgoing(&f, page, phalanx_node::now_micros())).await?;
+    let Some(cursor) = out.cursor else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    if !out.objects.is_empty() {
+        let col = collection(client, cache, &feed.remote).await?;
+        let raws: Vec<Box<serde_json::value::RawValue>> = out
+            .objects
+            .iter()
+            .map(|o| serde_json::value::RawValue::from_string(o.raw.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("stored object is not JSON: {e}"))?;
+        let st = client
+            .add_objects(col, raws.iter().map(AsRef::as_ref))
+            .await
+            .map_err(|e| format!("POST objects: {e}"))?;
+        sent = out.objects.len();
+        if st.failure_count > 0 {
+            // The partner answered for every object: a refusal will not change on retry.
+            tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, sent, st.failures.first().and_then(|d| d.message.clone()));
+        }
+    }
+    let n = node.clone();
+    let id = feed.id;
+    blocking(move || {
+        Ok(n.store()
+            .feed_progress(id, cursor, sent as i64, phalanx_node::now_micros())?)
+    })
+    .await?;
+    // Rows passed, sent or not: a full page continues at once.
+    Ok(out.scanned)
+}

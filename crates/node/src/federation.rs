@@ -1,0 +1,184 @@
+//! The node's side of federation: feeds (pull from, push to, accept from a partner's
+//! node), what a pulled page does to the store, and what a push sends.
+//!
+//! The workers that talk to peers live in `phalanx-federation`; everything they store or
+//! send goes through here, so pulled objects are validated and recorded with their source
+//! like any other ingest, and pushed objects pass [`Node::egress`] with purpose
+//! `federate` for the receiving partner.
+
+use crate::{Caller, Node, NodeError, Purpose, Result, check_all};
+use phalanx_store::{
+    Access, Feed, FeedDirection, NewFeed, ObjectQuery, StoredObject, VersionFilter,
+};
+use phalanx_taxii::taxii_time;
+use serde_json::value::RawValue;
+
+/// What storing a pulled page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PulledPage {
+    /// New object versions stored.
+    pub added: usize,
+    /// Already held (identical).
+    pub duplicates: usize,
+    /// Different content under a stored (id, version): kept as it was.
+    pub conflicts: usize,
+    /// Not valid STIX 2.1: refused.
+    pub invalid: usize,
+}
+
+/// What the next push of a feed sends.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The objects the partner may receive, in `date_added` order.
+    pub objects: Vec<StoredObject>,
+    /// The local `date_added` to move the cursor to once they are acknowledged (the
+    /// last row considered, sent or not); `None`: nothing new.
+    pub cursor: Option<i64>,
+    /// Stored rows considered (a full page means more may follow).
+    pub scanned: usize,
+}
+
+impl Node {
+    /// Adds a feed. `remote` must be an http(s) collection URL for pull and push and is
+    /// ignored for accept; `local` names a collection (id, alias or title).
+    pub fn add_feed(
+        &self,
+        partner: &str,
+        direction: FeedDirection,
+        remote: &str,
+        local: &str,
+        cursor: Option<i64>,
+    ) -> Result<Feed> {
+        let policy = self.policy()?;
+        if policy.partner(partner).is_none() {
+            return Err(NodeError::BadRequest(format!(
+                "no partner {partner:?} (see `phalanx partner list`)"
+            )));
+        }
+        let c = self
+            .store()
+            .find_collection(local)
+            .map_err(|e| NodeError::BadRequest(format!("local collection: {e}")))?;
+        let remote = match direction {
+            FeedDirection::Accept => String::new(),
+            _ => {
+                let ok = (remote.starts_with("https://") || remote.starts_with("http://"))
+                    && remote.len() > 8
+                    && !remote.chars().any(|c| c.is_whitespace() || c.is_control());
+                if !ok {
+                    return Err(NodeError::BadRequest(format!(
+                        "remote {remote:?}: expected the http(s):// URL of a TAXII collection"
+                    )));
+                }
+                if remote.ends_with('/') {
+                    remote.to_owned()
+                } else {
+                    format!("{remote}/")
+                }
+            }
+        };
+        self.store()
+            .add_feed(&NewFeed {
+                partner: partner.to_owned(),
+                direction,
+                remote,
+                local: c.id,
+                cursor,
+            })
+            .map_err(|e| match e {
+                phalanx_store::StoreError::Exists(m) => {
+                    NodeError::BadRequest(format!("{m} exists"))
+                }
+                e => e.into(),
+            })
+    }
+
+    /// Every feed with its health.
+    pub fn feeds(&self) -> Result<Vec<Feed>> {
+        Ok(self.store().feeds()?)
+    }
+
+    /// Whether any agreement with the partner is in force now: federation with a partner
+    /// runs only then (what flows is decided per object by the policy).
+    pub fn federates_with(&self, partner: &str, now_us: i64) -> Result<bool> {
+        let policy = self.policy()?;
+        Ok(policy.partner(partner).is_some()
+            && policy
+                .agreements()
+                .iter()
+                .any(|a| a.has_party(partner) && a.in_force(now_us)))
+    }
+
+    /// Validates and stores a page pulled for `feed`, recording the partner as the source,
+    /// and moves the feed's cursor to `cursor` in the same transaction. Invalid objects
+    /// are refused one by one (counted); objects this node produced are not re-ingested.
+    pub fn store_pulled(
+        &self,
+        feed: &Feed,
+        raws: &[&RawValue],
+        cursor: i64,
+        own_identity: Option<&str>,
+        now_us: i64,
+    ) -> Result<PulledPage> {
+        let mut out = PulledPage::default();
+        let mut valid = Vec::with_capacity(raws.len());
+        for r in check_all(raws, self.config().max_depth, &taxii_time(now_us)) {
+            match r {
+                Ok(v) => {
+                    if own_identity.is_some() && v.str_prop("created_by_ref") == own_identity {
+                        continue;
+                    }
+                    valid.push(v);
+                }
+                Err(_) => out.invalid += 1,
+            }
+        }
+        let outcomes = self.store().ingest_feed_page(
+            &feed.local,
+            &valid,
+            Some(&feed.partner),
+            now_us,
+            feed.id,
+            cursor,
+        )?;
+        for o in outcomes {
+            match o {
+                phalanx_store::IngestOutcome::Added { .. } => out.added += 1,
+                phalanx_store::IngestOutcome::Duplicate => out.duplicates += 1,
+                phalanx_store::IngestOutcome::Conflict { .. } => out.conflicts += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next objects a push feed sends: up to `limit` stored versions after the
+    /// feed's cursor, through egress with purpose `federate` for the partner (objects it
+    /// may not receive, and objects that came from it, are skipped but the cursor passes
+    /// them).
+    pub fn outgoing(&self, feed: &Feed, limit: usize, now_us: i64) -> Result<Outgoing> {
+        let c = self.store().find_collection(&feed.local)?;
+        let q = ObjectQuery {
+            after: feed.cursor,
+            limit,
+            versions: VersionFilter::all(),
+            ..ObjectQuery::new(&c.id)
+        };
+        let page = self.store().query(&q)?;
+        let cursor = page.items.last().map(|o| o.date_added);
+        let scanned = page.items.len();
+        let peer = Caller {
+            id: format!("peer:{}", feed.partner),
+            name: feed.partner.clone(),
+            org: feed.partner.clone(),
+            read: Access::All,
+            write: Access::None,
+            admin: false,
+        };
+        let objects = self.egress(&peer, &c, Purpose::Federate, page.items, now_us)?;
+        Ok(Outgoing {
+            objects,
+            cursor,
+            scanned,
+        })
+    }
+}
