@@ -122,7 +122,7 @@ pub fn indicator(rng: &mut Rng, i: u64, producer: &uuid::Uuid) -> serde_json::Va
 }
 
 /// Writes `count` distinct, valid indicators (IPv4, domain, URL and SHA-256 patterns).
-fn generate(path: &Path, count: u64, format: Format) -> anyhow::Result<u64> {
+pub(crate) fn generate(path: &Path, count: u64, format: Format) -> anyhow::Result<u64> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);

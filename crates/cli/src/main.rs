@@ -7,6 +7,7 @@
 mod access;
 mod backup;
 mod bench;
+mod bench_federation;
 mod bench_policy;
 mod bench_taxii;
 mod datadir;
@@ -173,6 +174,8 @@ enum BenchCmd {
     Taxii(bench_taxii::BenchTaxiiArgs),
     /// Sharing-policy decisions per second on one core
     Policy(bench_policy::BenchPolicyArgs),
+    /// Federation A → B → C over mutual TLS: propagation rate and single-object latency
+    Federation(bench_federation::BenchFederationArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -266,6 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Bench(BenchCmd::Import(a)) => {
             bench::import(&a, json)?;
+            Ok(Status::Ok)
+        }
+        Command::Bench(BenchCmd::Federation(a)) => {
+            bench_federation::run(&a, json)?;
             Ok(Status::Ok)
         }
         Command::Bench(BenchCmd::Policy(a)) => {

@@ -58,7 +58,7 @@ impl Default for Config {
             ca: None,
             pull_interval: Duration::from_secs(5),
             push_interval: Duration::from_millis(250),
-            page: 500,
+            page: 2000,
             max_backoff: Duration::from_secs(300),
             timeout: Duration::from_secs(60),
         }
