@@ -134,6 +134,18 @@ impl Node {
         ids
     }
 
+    fn count_objects(&self, alias: &str) -> u64 {
+        let v: Value =
+            serde_json::from_slice(&self.cli(&["--json", "collection", "list"]).stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["alias"] == alias)
+            .unwrap()["objects"]
+            .as_u64()
+            .unwrap()
+    }
+
     fn import(&self, alias: &str, objects: &[Value]) {
         let bundle = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects});
         ok(phalanx_stdin(
@@ -363,6 +375,148 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
     );
     assert_eq!(f[1]["failures"], 0);
     assert!(b.ids("from-a").is_empty());
+    a.stop();
+    b.stop();
+}
+
+const CLEAR: &str = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487";
+const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+const AMBER_STRICT: &str = "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003";
+
+/// Object versions (id, modified) held by a collection, sorted.
+fn versions(n: &Node, alias: &str) -> Vec<(String, String)> {
+    let out = n.cli(&["export", "-c", alias]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut all: Vec<(String, String)> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["modified"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = root.path().join("ca");
+    ok(phalanx(
+        &root.path().join("x"),
+        &["pki", "ca", &ca.to_string_lossy()],
+    ));
+    let mut nodes: Vec<Node> = ["cert-a", "cert-b", "cert-c"]
+        .iter()
+        .map(|o| Node::new(root.path(), o, &ca))
+        .collect();
+    // A–B: AMBER, onward to C. B–C: GREEN. Every node knows every other by certificate
+    // and holds both agreements (the same documents on every node).
+    let ab = "id = \"ab\"\ntitle = \"A-B\"\nstatus = \"active\"\nparties = [\"cert-a\", \"cert-b\"]\nmax_tlp = \"AMBER\"\nonward = [\"cert-c\"]\nvalid_from = \"2020-01-01T00:00:00Z\"\n";
+    let bc = "id = \"bc\"\ntitle = \"B-C\"\nstatus = \"active\"\nparties = [\"cert-b\", \"cert-c\"]\nmax_tlp = \"GREEN\"\nvalid_from = \"2020-01-01T00:00:00Z\"\n";
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                let org = ["cert-a", "cert-b", "cert-c"][j];
+                let cert = nodes[j].cert.to_string_lossy().into_owned();
+                nodes[i].cli(&[
+                    "partner", "add", org, "--name", org, "--sector", "military", "--cert", &cert,
+                ]);
+            }
+        }
+        ok(phalanx_stdin(
+            &nodes[i].data,
+            &["agreement", "add", "-"],
+            ab,
+        ));
+        ok(phalanx_stdin(
+            &nodes[i].data,
+            &["agreement", "add", "-"],
+            bc,
+        ));
+        nodes[i].cli(&["collection", "create", "intel"]);
+    }
+    let by_tlp: Vec<Value> = [CLEAR, GREEN, AMBER, AMBER_STRICT, RED]
+        .iter()
+        .map(|m| indicator(m))
+        .collect();
+    nodes[0].import("intel", &by_tlp);
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    b.cli(&["peer", "accept", "cert-a", "--into", "intel"]);
+    c.cli(&["peer", "accept", "cert-b", "--into", "intel"]);
+    a.cli(&["peer", "push", "cert-b", &b.url("intel"), "--from", "intel"]);
+    b.cli(&["peer", "push", "cert-c", &c.url("intel"), "--from", "intel"]);
+    // B: CLEAR, GREEN, AMBER (A–B carries up to AMBER). C: CLEAR and GREEN (B–C carries
+    // GREEN, A–B lets it go on to C); AMBER+STRICT and RED stop at A.
+    let to_b = sorted_ids(&by_tlp[..3]);
+    let to_c = sorted_ids(&by_tlp[..2]);
+    eventually("B's share", || b.ids("intel") == to_b);
+    eventually("C's share", || c.ids("intel") == to_c);
+    // A revocation on A (a new version, revoked) reaches C through B.
+    let mut revoked = by_tlp[1].clone();
+    revoked["modified"] = json!("2026-06-01T00:00:00.000Z");
+    revoked["revoked"] = json!(true);
+    a.import("intel", &[revoked.clone()]);
+    let id = revoked["id"].as_str().unwrap().to_owned();
+    eventually("the revocation on C", || {
+        versions(c, "intel").contains(&(id.clone(), "2026-06-01T00:00:00.000Z".to_owned()))
+    });
+    // C never received AMBER, AMBER+STRICT or RED; B holds nothing above AMBER (ids
+    // listed once per version: the revoked object has two).
+    std::thread::sleep(Duration::from_millis(600));
+    let distinct = |n: &Node| {
+        let mut ids = n.ids("intel");
+        ids.dedup();
+        ids
+    };
+    assert_eq!(distinct(b), to_b);
+    assert_eq!(distinct(c), to_c);
+    assert_eq!(versions(c, "intel").len(), 3);
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}
+
+#[test]
+fn killing_the_receiver_during_a_push_loses_and_duplicates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = pair(root.path());
+    let objects: Vec<Value> = (0..10_000).map(|_| indicator(AMBER)).collect();
+    a.import("intel", &objects);
+    // Envelopes of 200: the push takes long enough to be caught in the middle.
+    std::fs::write(a.data.join("phalanx.toml"), "[federation]\npage = 200\n").unwrap();
+    a.start();
+    b.start();
+    b.cli(&["peer", "accept", "cert-a", "--into", "inbox"]);
+    a.cli(&["peer", "push", "cert-b", &b.url("inbox"), "--from", "intel"]);
+    // kill -9 B once the push is under way.
+    eventually("the push to start", || b.count_objects("inbox") > 0);
+    if let Some(mut c) = b.child.take() {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    let partial = b.count_objects("inbox");
+    assert!(partial < 10_000, "B was killed after the push ended");
+    b.start();
+    eventually("every object on B", || b.count_objects("inbox") == 10_000);
+    assert_eq!(
+        b.ids("inbox"),
+        sorted_ids(&objects),
+        "nothing lost, nothing twice"
+    );
+    let feed = &a.feeds()[0];
+    eventually("A's cursor at the end", || {
+        let f = &a.feeds()[0];
+        f["moved"].as_i64().unwrap_or(0) >= 10_000 && f["failures"] == 0
+    });
+    eprintln!("B held {partial} of 10,000 when killed; feed before the end: {feed}");
     a.stop();
     b.stop();
 }
