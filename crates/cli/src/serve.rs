@@ -84,6 +84,7 @@ struct FederationSection {
     push_interval_ms: Option<u64>,
     page: Option<usize>,
     max_backoff_seconds: Option<u64>,
+    timeout_seconds: Option<u64>,
 }
 
 /// `[sharing]`: what the policy assumes for objects without markings.
@@ -215,7 +216,9 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         max_backoff: fed
             .max_backoff_seconds
             .map_or(d.max_backoff, std::time::Duration::from_secs),
-        timeout: d.timeout,
+        timeout: fed
+            .timeout_seconds
+            .map_or(d.timeout, std::time::Duration::from_secs),
     };
     let opts = ServeOptions {
         listen,

@@ -351,8 +351,39 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
             );
         }
     });
+    // One that accepts and never answers, and one that sends an endless body.
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hang.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let huge = TcpListener::bind("127.0.0.1:0").unwrap();
+    let huge_port = huge.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in huge.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut s = s;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/taxii+json;version=2.1\r\ncontent-length: 1073741824\r\n\r\n{\"title\":\"");
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..1024 {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
     let amber: Vec<Value> = (0..3).map(|_| indicator(AMBER)).collect();
     a.import("intel", &amber);
+    std::fs::write(
+        b.data.join("phalanx.toml"),
+        "[federation]\ntimeout_seconds = 2\n",
+    )
+    .unwrap();
     a.start();
     b.start();
     b.cli(&[
@@ -361,11 +392,27 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
         "--into", "from-a",
     ]);
     b.cli(&["peer", "pull", "cert-a", &a.url("intel"), "--into", "inbox"]);
+    for port in [hang_port, huge_port] {
+        b.cli(&[
+            "peer",
+            "pull",
+            "cert-a",
+            &format!(
+                "http://127.0.0.1:{port}/default/collections/6bbd1c8d-1b59-4f12-a1c0-1d2e9c3b9c59/"
+            ),
+            "--into",
+            "from-a",
+        ]);
+    }
     // The good feed works; the bad one records why it fails, and B keeps serving.
     eventually("the good feed", || b.ids("inbox") == sorted_ids(&amber));
     eventually("the bad feed's error", || {
         let f = b.feeds();
         f[0]["failures"].as_i64().unwrap_or(0) >= 1 && f[0]["last_error"].is_string()
+    });
+    eventually("the hanging and the endless peer's errors", || {
+        let f = b.feeds();
+        f[2]["failures"].as_i64().unwrap_or(0) >= 1 && f[3]["failures"].as_i64().unwrap_or(0) >= 1
     });
     let f = b.feeds();
     assert!(
@@ -374,7 +421,26 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
         f[0]
     );
     assert_eq!(f[1]["failures"], 0);
+    eprintln!(
+        "recorded errors:\n{}\n{}\n{}",
+        f[0]["last_error"], f[2]["last_error"], f[3]["last_error"]
+    );
+    assert!(
+        f[2]["last_error"].as_str().unwrap().contains("timed out"),
+        "{}",
+        f[2]
+    );
+    assert!(
+        f[3]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit"),
+        "{}",
+        f[3]
+    );
     assert!(b.ids("from-a").is_empty());
+    // B still serves.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", b.port)).is_ok());
     a.stop();
     b.stop();
 }

@@ -65,6 +65,22 @@ impl Default for Config {
     }
 }
 
+/// An error with its chain of causes, so the feed's record says what really failed
+/// ("operation timed out", not only "GET … failed").
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// An error of one feed round, as recorded on the feed.
 type RoundResult = Result<usize, String>;
 
@@ -114,7 +130,8 @@ fn client(cfg: &Config) -> Result<Client, String> {
     if let Some(ca) = &cfg.ca {
         b = b.ca(ca);
     }
-    b.build().map_err(|e| format!("TAXII client: {e}"))
+    b.build()
+        .map_err(|e| format!("TAXII client: {}", describe(&e)))
 }
 
 /// Full jitter over an exponential backoff: a random wait in [base/2, base], base =
@@ -244,7 +261,7 @@ async fn collection<'c>(
             client
                 .collection_at(url)
                 .await
-                .map_err(|e| format!("collection {url}: {e}"))?,
+                .map_err(|e| format!("collection {url}: {}", describe(&e)))?,
         );
     }
     Ok(cache.as_ref().expect("set above"))
@@ -272,7 +289,7 @@ async fn pull(
     while let Some(page) = pages
         .next_page()
         .await
-        .map_err(|e| format!("GET objects: {e}"))?
+        .map_err(|e| format!("GET objects: {}", describe(&e)))?
     {
         received += page.items.len();
         // Without the header the page is stored but the cursor stays: the next round
@@ -330,7 +347,7 @@ async fn push(
         let st = client
             .add_objects(col, raws.iter().map(AsRef::as_ref))
             .await
-            .map_err(|e| format!("POST objects: {e}"))?;
+            .map_err(|e| format!("POST objects: {}", describe(&e)))?;
         sent = out.objects.len();
         if st.failure_count > 0 {
             // The partner answered for every object: a refusal will not change on retry.
