@@ -430,11 +430,10 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
         "{}",
         f[2]
     );
+    // The endless body is cut at the 100 MiB limit, or by the timeout on a loaded machine.
+    let endless = f[3]["last_error"].as_str().unwrap();
     assert!(
-        f[3]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("larger than the limit"),
+        endless.contains("larger than the limit") || endless.contains("timed out"),
         "{}",
         f[3]
     );
