@@ -544,6 +544,34 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
     assert_eq!(distinct(b), to_b);
     assert_eq!(distinct(c), to_c);
     assert_eq!(versions(c, "intel").len(), 3);
+    // Deleting on A (TAXII DELETE) recalls the object from B and, through B, from C.
+    let token = String::from_utf8(
+        a.cli(&["token", "create", "--org", "cert-a", "--write", "intel"])
+            .stdout,
+    )
+    .unwrap();
+    let clear_id = by_tlp[0]["id"].as_str().unwrap().to_owned();
+    let url = format!("{}objects/{clear_id}/", a.url("intel"));
+    let ca_pem = std::fs::read(&a.ca).unwrap();
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
+            .build()
+            .unwrap()
+            .delete(&url)
+            .header("accept", "application/taxii+json;version=2.1")
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "DELETE on A: {status}");
+    eventually("the recall on B and C", || {
+        !b.ids("intel").contains(&clear_id) && !c.ids("intel").contains(&clear_id)
+    });
+    assert_eq!(distinct(b).len(), 2);
+    assert_eq!(distinct(c).len(), 1);
     for n in nodes.iter_mut() {
         n.stop();
     }

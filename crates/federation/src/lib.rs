@@ -332,35 +332,85 @@ async fn push(
     let f = feed.clone();
     let page = cfg.page;
     let out = blocking(move || n.outgoing(&f, page, phalanx_node::now_micros())).await?;
-    let Some(cursor) = out.cursor else {
+    if let Some(cursor) = out.cursor {
+        let mut sent = 0;
+        if !out.objects.is_empty() {
+            let col = collection(client, cache, &feed.remote).await?;
+            let raws: Vec<Box<serde_json::value::RawValue>> = out
+                .objects
+                .iter()
+                .map(|o| serde_json::value::RawValue::from_string(o.raw.clone()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("stored object is not JSON: {e}"))?;
+            let st = client
+                .add_objects(col, raws.iter().map(AsRef::as_ref))
+                .await
+                .map_err(|e| format!("POST objects: {}", describe(&e)))?;
+            sent = out.objects.len();
+            if st.failure_count > 0 {
+                // The partner answered for every object: a refusal will not change on retry.
+                tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, sent, st.failures.first().and_then(|d| d.message.clone()));
+            }
+        }
+        let n = node.clone();
+        let id = feed.id;
+        blocking(move || {
+            Ok(n.store()
+                .feed_progress(id, cursor, sent as i64, phalanx_node::now_micros())?)
+        })
+        .await?;
+    }
+    if out.scanned >= page {
+        return Ok(out.scanned);
+    }
+    // Caught up with the objects: recall what was deleted here since.
+    Ok(out.scanned + recall(node, client, cache, feed, cfg).await?)
+}
+
+/// Sends the deletions since the feed's recall cursor (`DELETE …/objects/{id}/` with
+/// `match[version]`); an object the partner no longer holds (404) counts as recalled.
+async fn recall(
+    node: &Arc<Node>,
+    client: &Client,
+    cache: &mut Option<Collection>,
+    feed: &Feed,
+    cfg: &Config,
+) -> RoundResult {
+    let n = node.clone();
+    let f = feed.clone();
+    let page = cfg.page;
+    let (recalls, last) =
+        blocking(move || n.outgoing_recalls(&f, page, phalanx_node::now_micros())).await?;
+    let Some(last) = last else {
         return Ok(0);
     };
-    let mut sent = 0;
-    if !out.objects.is_empty() {
+    if !recalls.is_empty() {
         let col = collection(client, cache, &feed.remote).await?;
-        let raws: Vec<Box<serde_json::value::RawValue>> = out
-            .objects
-            .iter()
-            .map(|o| serde_json::value::RawValue::from_string(o.raw.clone()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("stored object is not JSON: {e}"))?;
-        let st = client
-            .add_objects(col, raws.iter().map(AsRef::as_ref))
-            .await
-            .map_err(|e| format!("POST objects: {}", describe(&e)))?;
-        sent = out.objects.len();
-        if st.failure_count > 0 {
-            // The partner answered for every object: a refusal will not change on retry.
-            tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, sent, st.failures.first().and_then(|d| d.message.clone()));
+        for t in &recalls {
+            let filters = Filters {
+                versions: Some(
+                    match t.version.as_deref().map(phalanx_stix::Timestamp::parse) {
+                        Some(Ok(v)) => phalanx_taxii::VersionFilter {
+                            all: false,
+                            first: false,
+                            last: false,
+                            exact: vec![v],
+                        },
+                        _ => phalanx_taxii::VersionFilter::all(),
+                    },
+                ),
+                ..Filters::default()
+            };
+            match client.delete_object(col, &t.id, &filters).await {
+                Ok(()) => {}
+                Err(e) if e.http_status() == Some(404) => {}
+                Err(e) => return Err(format!("DELETE {}: {}", t.id, describe(&e))),
+            }
         }
+        tracing::info!(feed = feed.id, partner = %feed.partner, "recalled {} deleted object versions", recalls.len());
     }
     let n = node.clone();
     let id = feed.id;
-    blocking(move || {
-        Ok(n.store()
-            .feed_progress(id, cursor, sent as i64, phalanx_node::now_micros())?)
-    })
-    .await?;
-    // Rows passed, sent or not: a full page continues at once.
-    Ok(out.scanned)
+    blocking(move || Ok(n.store().feed_recalled(id, last)?)).await?;
+    Ok(recalls.len())
 }

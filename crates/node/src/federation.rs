@@ -8,7 +8,7 @@
 
 use crate::{Caller, Node, NodeError, Purpose, Result, check_all};
 use phalanx_store::{
-    Access, Feed, FeedDirection, NewFeed, ObjectQuery, StoredObject, VersionFilter,
+    Access, Feed, FeedDirection, NewFeed, ObjectQuery, StoredObject, Tombstone, VersionFilter,
 };
 use phalanx_taxii::taxii_time;
 use serde_json::value::RawValue;
@@ -180,5 +180,38 @@ impl Node {
             cursor,
             scanned,
         })
+    }
+
+    /// The next deletions a push feed recalls from its partner: tombstones after the
+    /// feed's recall cursor whose version the policy would let go to the partner (so a
+    /// recall never names an object the partner could not have received) and that did not
+    /// come from it. Returns them and the `seq` to move the cursor to once done.
+    pub fn outgoing_recalls(
+        &self,
+        feed: &Feed,
+        limit: usize,
+        now_us: i64,
+    ) -> Result<(Vec<Tombstone>, Option<i64>)> {
+        let all = self
+            .store()
+            .tombstones(&feed.local, feed.recalled_up_to, limit)?;
+        let last = all.last().map(|t| t.seq);
+        let policy = self.policy()?;
+        let to = policy.recipient(&feed.partner);
+        let recalls = all
+            .into_iter()
+            .filter(|t| t.facts.source.as_deref() != Some(feed.partner.as_str()))
+            .filter(|t| {
+                let subject = phalanx_policy::Subject {
+                    object_type: &t.object_type,
+                    collection: &feed.local,
+                    facts: &t.facts,
+                };
+                policy
+                    .decide(to, subject, phalanx_policy::Purpose::Federate, now_us)
+                    .allows()
+            })
+            .collect();
+        Ok((recalls, last))
     }
 }

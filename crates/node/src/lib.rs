@@ -539,7 +539,7 @@ impl Node {
         now_us: i64,
     ) -> Result<Vec<StoredObject>> {
         let allowed = match purpose {
-            Purpose::Read | Purpose::Federate => caller.may_read(collection),
+            Purpose::Read | Purpose::Federate | Purpose::Manage => caller.may_read(collection),
             // `can_read` is the TAXII flag of a collection; the node's administrator
             // still exports and backs it up.
             Purpose::Export | Purpose::Blocking | Purpose::Backup => {
@@ -760,7 +760,7 @@ impl Node {
         let matching = self.store.manifest(&q)?.items;
         let total = matching.len();
         let visible = self
-            .egress(caller, &c, Purpose::Read, matching, now_micros())?
+            .egress(caller, &c, Purpose::Manage, matching, now_micros())?
             .len();
         if visible == 0 {
             return Err(NodeError::NotFound(format!(

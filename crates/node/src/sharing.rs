@@ -29,12 +29,17 @@ pub enum Purpose {
     Federate,
     /// A node backup (`phalanx backup`): administrators only, everything.
     Backup,
+    /// Not a release: whether the caller may act on (delete) versions it could see.
+    /// A peer node may delete what it sent (federation's loop rule does not apply).
+    Manage,
 }
 
 impl Purpose {
     fn policy(self) -> phalanx_policy::Purpose {
         match self {
-            Purpose::Read | Purpose::Export | Purpose::Backup => phalanx_policy::Purpose::Read,
+            Purpose::Read | Purpose::Export | Purpose::Backup | Purpose::Manage => {
+                phalanx_policy::Purpose::Read
+            }
             Purpose::Blocking => phalanx_policy::Purpose::ExportForBlocking,
             Purpose::Federate => phalanx_policy::Purpose::Federate,
         }

@@ -398,6 +398,23 @@ pub struct Feed {
     pub failures: i64,
     /// Objects moved so far.
     pub moved: i64,
+    /// Push feeds: the last tombstone (`seq`) recalled from the partner.
+    pub recalled_up_to: Option<i64>,
+}
+
+/// A deleted object version, kept so push feeds can recall it from their partners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Increasing sequence number (the recall cursor).
+    pub seq: i64,
+    /// STIX id.
+    pub id: String,
+    /// STIX type.
+    pub object_type: String,
+    /// The deleted version (`modified` as written); `None` for unversioned objects.
+    pub version: Option<String>,
+    /// The sharing facts the version had (the policy decides who is told).
+    pub facts: phalanx_policy::Facts,
 }
 
 /// An object version to restore with its `date_added` and source partner.
@@ -470,8 +487,9 @@ pub trait Store: Send + Sync {
     fn query(&self, q: &ObjectQuery) -> Result<Page<StoredObject>>;
     /// Manifest records (as [`Store::query`], without the JSON text).
     fn manifest(&self, q: &ObjectQuery) -> Result<Page<StoredObject>>;
-    /// Deletes the versions of one object that match `versions` and `spec_versions`;
-    /// returns how many were deleted.
+    /// Deletes the versions of one object that match `versions` and `spec_versions`,
+    /// leaving a [`Tombstone`] for each in the same transaction; returns how many were
+    /// deleted.
     fn delete(
         &self,
         collection: &str,
@@ -479,6 +497,15 @@ pub trait Store: Send + Sync {
         versions: &VersionFilter,
         spec_versions: &[String],
     ) -> Result<usize>;
+    /// Tombstones of a collection after `after` (a `seq`), oldest first.
+    fn tombstones(
+        &self,
+        collection: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Tombstone>>;
+    /// Moves a push feed's recall cursor forward to `seq`.
+    fn feed_recalled(&self, id: i64, seq: i64) -> Result<()>;
     /// Number of object versions in a collection.
     fn count(&self, collection: &str) -> Result<u64>;
     /// Number of object versions in the whole store.

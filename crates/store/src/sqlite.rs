@@ -6,7 +6,8 @@
 use crate::{
     ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, Feed, FeedDirection, IngestOutcome,
     NewCollection, NewFeed, ObjectQuery, Page, Principal, PrincipalKind, Restored, Result,
-    StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus, VersionFilter,
+    StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus, Tombstone,
+    VersionFilter,
 };
 use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
 use phalanx_policy::{Facts, Partner};
@@ -15,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_i
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -122,6 +123,25 @@ CREATE TABLE feeds (
     moved INTEGER NOT NULL,
     UNIQUE (partner, direction, remote, local)
 );
+";
+
+/// Version 5: tombstones — one row per deleted object version, written in the delete's
+/// transaction (the outbox of deletions for push feeds), and each feed's cursor in them.
+const SCHEMA_V5: &str = "
+CREATE TABLE tombstones (
+    seq INTEGER PRIMARY KEY,
+    collection INTEGER NOT NULL,
+    stix_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    version TEXT,
+    tlp INTEGER,
+    pap INTEGER,
+    labels TEXT,
+    granular TEXT,
+    source TEXT
+);
+CREATE INDEX tombstones_by_collection ON tombstones (collection, seq);
+ALTER TABLE feeds ADD COLUMN tomb_cursor BIGINT;
 ";
 
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
@@ -234,7 +254,7 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             1 | 2 => {
@@ -766,10 +786,72 @@ impl Store for SqliteStore {
             Some(clause) => sql.push_str(&clause),
             None => return Ok(0),
         }
+        // Each deleted version leaves a tombstone in the same transaction, with its facts,
+        // so push feeds can recall it from the peers the policy let it go to.
+        sql.push_str(" RETURNING stix_id, type, version, tlp, pap, labels, granular, source");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(&sql, params_from_iter(args))?;
+        let n = {
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt
+                .query_map(params_from_iter(args), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut insert = tx.prepare(
+                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for (id, ty, version, tlp, pap, labels, granular, source) in &rows {
+                insert.execute(params![
+                    cseq, id, ty, version, tlp, pap, labels, granular, source
+                ])?;
+            }
+            rows.len()
+        };
         tx.commit()?;
         Ok(n)
+    }
+
+    fn tombstones(
+        &self,
+        collection: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Tombstone>> {
+        let conn = self.reader()?;
+        let cseq = collection_seq(&conn, collection)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source FROM tombstones
+             WHERE collection = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        Ok(stmt
+            .query_map(params![cseq, after.unwrap_or(0), limit as i64], |r| {
+                Ok(Tombstone {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    object_type: r.get(2)?,
+                    version: r.get(3)?,
+                    facts: facts_from_row(r, 4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn feed_recalled(&self, id: i64, seq: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE feeds SET tomb_cursor = MAX(COALESCE(tomb_cursor, ?2), ?2) WHERE id = ?1",
+            params![id, seq],
+        )?;
+        Ok(())
     }
 
     fn count(&self, collection: &str) -> Result<u64> {
@@ -986,8 +1068,8 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let res = tx.execute(
-            "INSERT INTO feeds (partner, direction, remote, local, cursor, failures, moved)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
+            "INSERT INTO feeds (partner, direction, remote, local, cursor, failures, moved, tomb_cursor)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, (SELECT MAX(seq) FROM tombstones))",
             params![f.partner, f.direction.as_str(), f.remote, f.local, f.cursor],
         );
         match res {
@@ -1018,7 +1100,7 @@ impl Store for SqliteStore {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, partner, direction, remote, local, cursor, last_ok, last_error, last_error_at,
-             failures, moved FROM feeds ORDER BY id",
+             failures, moved, tomb_cursor FROM feeds ORDER BY id",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -1037,6 +1119,7 @@ impl Store for SqliteStore {
                         last_error_us: r.get(8)?,
                         failures: r.get(9)?,
                         moved: r.get(10)?,
+                        recalled_up_to: r.get(11)?,
                     },
                 ))
             })?
