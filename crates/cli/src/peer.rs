@@ -2,7 +2,7 @@
 //! `phalanx serve` picks up changes within a second.
 
 use crate::datadir;
-use crate::report::{micros_text, print_json};
+use crate::report::print_json;
 use clap::Subcommand;
 use phalanx_store::FeedDirection;
 use std::path::Path;
@@ -43,7 +43,7 @@ pub enum PeerCmd {
         #[arg(long)]
         into: String,
     },
-    /// Feeds and their health: last success, cursor, objects moved, failures, last error
+    /// Feeds and their health: last success, lag, objects moved, failures, last error
     #[command(alias = "list")]
     Status,
     /// Remove a feed by id (as shown by `peer status`)
@@ -102,28 +102,43 @@ pub fn run(dir: &Path, json: bool, cmd: PeerCmd) -> anyhow::Result<()> {
         PeerCmd::Status => {
             let feeds = node.feeds()?;
             let now = datadir::now_micros();
+            let mut rows = Vec::new();
+            for f in feeds {
+                let lag = node.feed_lag(&f, now)?;
+                let federates = node.federates_with(&f.partner, now)?;
+                rows.push((f, lag, federates));
+            }
             if json {
-                print_json(&feeds);
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(f, lag, federates)| {
+                        let mut v = serde_json::to_value(f).unwrap_or_default();
+                        v["lag_us"] = serde_json::json!(lag);
+                        v["federates"] = (*federates).into();
+                        v
+                    })
+                    .collect();
+                print_json(&v);
             } else {
                 println!(
-                    "{:>3}  {:<12}  {:<6}  {:<9}  {:<8}  {:>8}  {:>3}  {:<27}  REMOTE / LAST ERROR",
-                    "ID", "PARTNER", "DIR", "FEDERATES", "LAST OK", "MOVED", "ERR", "CURSOR"
+                    "{:>3}  {:<12}  {:<6}  {:<9}  {:<8}  {:>8}  {:>8}  {:>3}  REMOTE / LAST ERROR",
+                    "ID", "PARTNER", "DIR", "FEDERATES", "LAST OK", "LAG", "MOVED", "ERR"
                 );
-                for f in feeds {
-                    let ok = f.last_ok_us.map_or("never".into(), |t| {
-                        format!("{}s ago", (now - t) / 1_000_000)
-                    });
-                    let federates = node.federates_with(&f.partner, now)?;
+                let secs = |us: i64| format!("{:.1}s", us as f64 / 1e6);
+                for (f, lag, federates) in rows {
+                    let ok = f
+                        .last_ok_us
+                        .map_or("never".into(), |t| format!("{} ago", secs(now - t)));
                     println!(
-                        "{:>3}  {:<12}  {:<6}  {:<9}  {:<8}  {:>8}  {:>3}  {:<27}  {}{}",
+                        "{:>3}  {:<12}  {:<6}  {:<9}  {:<8}  {:>8}  {:>8}  {:>3}  {}{}",
                         f.id,
                         f.partner,
                         f.direction.as_str(),
                         if federates { "yes" } else { "no" },
                         ok,
+                        lag.map_or("-".into(), secs),
                         f.moved,
                         f.failures,
-                        f.cursor.map_or("-".into(), micros_text),
                         if f.remote.is_empty() { "-" } else { &f.remote },
                         f.last_error
                             .as_deref()

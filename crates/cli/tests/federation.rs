@@ -296,6 +296,8 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
     assert_eq!(feeds[0]["direction"], "push");
     assert_eq!(feeds[0]["moved"], 9);
     assert_eq!(feeds[0]["failures"], 0);
+    assert_eq!(feeds[0]["lag_us"], 0, "the push is up to date");
+    assert_eq!(feeds[0]["federates"], true);
     // Suspending the agreement on A stops A's push and what B's pull gets from A.
     a.cli(&["agreement", "suspend", "ab"]);
     let late = vec![indicator(AMBER)];

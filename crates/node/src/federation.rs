@@ -214,4 +214,30 @@ impl Node {
             .collect();
         Ok((recalls, last))
     }
+
+    /// How far a feed is behind, in µs: for a push feed, the age of the oldest stored
+    /// version it has not passed yet (0 when up to date); for a pull feed, the time since
+    /// its last successful poll (what it has not seen can be at most that old); `None`
+    /// before the first success.
+    pub fn feed_lag(&self, feed: &Feed, now_us: i64) -> Result<Option<i64>> {
+        match feed.direction {
+            FeedDirection::Push => {
+                let q = ObjectQuery {
+                    after: feed.cursor,
+                    limit: 1,
+                    versions: VersionFilter::all(),
+                    ..ObjectQuery::new(&feed.local)
+                };
+                Ok(Some(
+                    self.store()
+                        .manifest(&q)?
+                        .items
+                        .first()
+                        .map_or(0, |o| (now_us - o.date_added).max(0)),
+                ))
+            }
+            FeedDirection::Pull => Ok(feed.last_ok_us.map(|t| (now_us - t).max(0))),
+            FeedDirection::Accept => Ok(None),
+        }
+    }
 }
