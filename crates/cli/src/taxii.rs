@@ -22,7 +22,7 @@ use phalanx_stix::stream::SplitLimits;
 use phalanx_stix::{Timestamp, ValidObject};
 use phalanx_store::{NewCollection, Store};
 use phalanx_taxii::client::{self, ApiRoot, Auth, Client, Collection};
-use phalanx_taxii::{Filters, StatusState, VersionFilter};
+use phalanx_taxii::{Cut, Filters, StatusState, VersionFilter, next_cut};
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::io::Read;
@@ -355,39 +355,6 @@ fn pull(data: &Path, json: bool, a: &PullArgs) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-/// How the objects of an envelope list are cut: runs that fit, and single objects too
-/// large for any envelope.
-#[derive(Debug, PartialEq, Eq)]
-enum Cut {
-    /// The next `n` objects go in one envelope.
-    Envelope(usize),
-    /// The next object alone exceeds `max_bytes`.
-    Oversize,
-}
-
-/// Bytes of `{"objects":[o1,o2,...]}` for `n` objects of `total` bytes.
-fn envelope_bytes(n: usize, total: usize) -> u64 {
-    (13 + total + n) as u64
-}
-
-/// How many of the first objects (of byte sizes `sizes`) fill the next envelope.
-fn next_cut(sizes: &[usize], max_objects: usize, max_bytes: u64) -> Cut {
-    let mut total = 0;
-    let mut n = 0;
-    for &s in sizes.iter().take(max_objects) {
-        if envelope_bytes(n + 1, total + s) > max_bytes {
-            break;
-        }
-        total += s;
-        n += 1;
-    }
-    if n == 0 && !sizes.is_empty() {
-        Cut::Oversize
-    } else {
-        Cut::Envelope(n)
-    }
-}
-
 /// Totals of a push.
 #[derive(Debug, Default)]
 struct PushTally {
@@ -586,34 +553,4 @@ fn push(json: bool, a: &PushArgs) -> anyhow::Result<Status> {
     } else {
         Status::Ok
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelopes_respect_count_and_bytes() {
-        // (sizes, max objects, max bytes) -> cut
-        for (sizes, max_n, max_b, want) in [
-            (vec![10, 10, 10], 2, 1000, Cut::Envelope(2)),
-            (vec![10, 10, 10], 5, 1000, Cut::Envelope(3)),
-            // {"objects":[ + 10 + ]} = 24 bytes; two objects: 35
-            (vec![10, 10], 5, 24, Cut::Envelope(1)),
-            (vec![10, 10], 5, 35, Cut::Envelope(2)),
-            (vec![10, 10], 5, 34, Cut::Envelope(1)),
-            (vec![10], 5, 23, Cut::Oversize),
-            (vec![100, 1], 5, 50, Cut::Oversize),
-            (vec![], 5, 50, Cut::Envelope(0)),
-        ] {
-            assert_eq!(
-                next_cut(&sizes, max_n, max_b),
-                want,
-                "{sizes:?} {max_n} {max_b}"
-            );
-        }
-        let mut s = String::new();
-        phalanx_taxii::write_envelope(&mut s, false, None, ["0123456789", "0123456789"]);
-        assert_eq!(envelope_bytes(2, 20), s.len() as u64);
-    }
 }

@@ -249,6 +249,12 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
     let amber: Vec<Value> = (0..8).map(|_| indicator(AMBER)).collect();
     let red: Vec<Value> = (0..2).map(|_| indicator(RED)).collect();
     a.import("intel", &[amber.clone(), red.clone()].concat());
+    // B takes requests of at most 1,500 bytes: A's push cuts its envelopes to fit.
+    std::fs::write(
+        b.data.join("phalanx.toml"),
+        "[taxii]\nmax_content_length = 1500\n",
+    )
+    .unwrap();
     a.start();
     b.start();
     // B pulls A's intel; A pushes intel into B's inbox, which B accepts from A.

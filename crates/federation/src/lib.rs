@@ -25,8 +25,8 @@
 
 use phalanx_node::Node;
 use phalanx_store::{Feed, FeedDirection};
-use phalanx_taxii::Filters;
 use phalanx_taxii::client::{Client, Collection};
+use phalanx_taxii::{Cut, Filters, next_cut};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -183,7 +183,7 @@ async fn feed_task(
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["id"].as_str().map(str::to_owned))
     };
-    let mut remote: Option<Collection> = None;
+    let mut remote: Option<Remote> = None;
     loop {
         let n = node.clone();
         let feed = match blocking(move || Ok(n.feeds()?.into_iter().find(|f| f.id == id))).await {
@@ -251,18 +251,30 @@ async fn feed_task(
     }
 }
 
+/// A peer's collection and the largest request its API root accepts.
+struct Remote {
+    col: Collection,
+    max_bytes: u64,
+}
+
 async fn collection<'c>(
     client: &Client,
-    cache: &'c mut Option<Collection>,
+    cache: &'c mut Option<Remote>,
     url: &str,
-) -> Result<&'c Collection, String> {
+) -> Result<&'c Remote, String> {
     if cache.is_none() {
-        *cache = Some(
-            client
-                .collection_at(url)
-                .await
-                .map_err(|e| format!("collection {url}: {}", describe(&e)))?,
-        );
+        let col = client
+            .collection_at(url)
+            .await
+            .map_err(|e| format!("collection {url}: {}", describe(&e)))?;
+        let root = client
+            .api_root(col.api_root.as_str())
+            .await
+            .map_err(|e| format!("API root {}: {}", col.api_root, describe(&e)))?;
+        *cache = Some(Remote {
+            col,
+            max_bytes: root.info.max_content_length,
+        });
     }
     Ok(cache.as_ref().expect("set above"))
 }
@@ -272,12 +284,12 @@ async fn collection<'c>(
 async fn pull(
     node: &Arc<Node>,
     client: &Client,
-    cache: &mut Option<Collection>,
+    cache: &mut Option<Remote>,
     feed: &Feed,
     cfg: &Config,
     own_identity: Option<String>,
 ) -> RoundResult {
-    let col = collection(client, cache, &feed.remote).await?;
+    let col = &collection(client, cache, &feed.remote).await?.col;
     let filters = Filters {
         added_after: feed.cursor.map(phalanx_stix::Timestamp::from_micros),
         limit: Some(cfg.page),
@@ -324,7 +336,7 @@ async fn pull(
 async fn push(
     node: &Arc<Node>,
     client: &Client,
-    cache: &mut Option<Collection>,
+    cache: &mut Option<Remote>,
     feed: &Feed,
     cfg: &Config,
 ) -> RoundResult {
@@ -335,21 +347,39 @@ async fn push(
     if let Some(cursor) = out.cursor {
         let mut sent = 0;
         if !out.objects.is_empty() {
-            let col = collection(client, cache, &feed.remote).await?;
+            let remote = collection(client, cache, &feed.remote).await?;
             let raws: Vec<Box<serde_json::value::RawValue>> = out
                 .objects
                 .iter()
                 .map(|o| serde_json::value::RawValue::from_string(o.raw.clone()))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("stored object is not JSON: {e}"))?;
-            let st = client
-                .add_objects(col, raws.iter().map(AsRef::as_ref))
-                .await
-                .map_err(|e| format!("POST objects: {}", describe(&e)))?;
-            sent = out.objects.len();
-            if st.failure_count > 0 {
-                // The partner answered for every object: a refusal will not change on retry.
-                tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, sent, st.failures.first().and_then(|d| d.message.clone()));
+            // Envelopes within the partner's max_content_length.
+            let sizes: Vec<usize> = raws.iter().map(|r| r.get().len()).collect();
+            let mut start = 0;
+            while start < raws.len() {
+                match next_cut(&sizes[start..], usize::MAX, remote.max_bytes) {
+                    Cut::Oversize => {
+                        tracing::warn!(feed = feed.id, partner = %feed.partner, "{} ({} bytes) is larger than the partner's max_content_length ({} bytes): not sent", out.objects[start].id, sizes[start], remote.max_bytes);
+                        start += 1;
+                    }
+                    Cut::Envelope(n) => {
+                        let st = client
+                            .add_objects(
+                                &remote.col,
+                                raws[start..start + n].iter().map(AsRef::as_ref),
+                            )
+                            .await
+                            .map_err(|e| format!("POST objects: {}", describe(&e)))?;
+                        if st.failure_count > 0 {
+                            // The partner answered for every object: a refusal will not
+                            // change on retry.
+                            tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, n, st.failures.first().and_then(|d| d.message.clone()));
+                        }
+                        sent += n;
+                        start += n;
+                    }
+                }
             }
         }
         let n = node.clone();
@@ -372,7 +402,7 @@ async fn push(
 async fn recall(
     node: &Arc<Node>,
     client: &Client,
-    cache: &mut Option<Collection>,
+    cache: &mut Option<Remote>,
     feed: &Feed,
     cfg: &Config,
 ) -> RoundResult {
@@ -385,7 +415,7 @@ async fn recall(
         return Ok(0);
     };
     if !recalls.is_empty() {
-        let col = collection(client, cache, &feed.remote).await?;
+        let col = &collection(client, cache, &feed.remote).await?.col;
         for t in &recalls {
             let filters = Filters {
                 versions: Some(

@@ -127,6 +127,40 @@ pub struct EnvelopeIn<'a> {
     pub stix_type: Option<&'a serde_json::value::RawValue>,
 }
 
+/// How a list of objects is cut into envelopes: a run that fits, or a single object too
+/// large for any envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The next `n` objects go in one envelope.
+    Envelope(usize),
+    /// The next object alone exceeds the byte limit.
+    Oversize,
+}
+
+/// Bytes of `{"objects":[o1,o2,...]}` for `n` objects of `total` bytes.
+pub fn envelope_bytes(n: usize, total: usize) -> u64 {
+    (13 + total + n) as u64
+}
+
+/// How many of the first objects (of byte sizes `sizes`) fill the next envelope of at
+/// most `max_objects` objects and `max_bytes` bytes (an API root's `max_content_length`).
+pub fn next_cut(sizes: &[usize], max_objects: usize, max_bytes: u64) -> Cut {
+    let mut total = 0;
+    let mut n = 0;
+    for &s in sizes.iter().take(max_objects) {
+        if envelope_bytes(n + 1, total + s) > max_bytes {
+            break;
+        }
+        total += s;
+        n += 1;
+    }
+    if n == 0 && !sizes.is_empty() {
+        Cut::Oversize
+    } else {
+        Cut::Envelope(n)
+    }
+}
+
 /// Writes an envelope from already-serialised objects without re-encoding them (the
 /// original JSON of each object goes out byte for byte).
 pub fn write_envelope<'a>(
@@ -251,6 +285,31 @@ impl TaxiiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelopes_respect_count_and_bytes() {
+        // (sizes, max objects, max bytes) -> cut
+        for (sizes, max_n, max_b, want) in [
+            (vec![10, 10, 10], 2, 1000, Cut::Envelope(2)),
+            (vec![10, 10, 10], 5, 1000, Cut::Envelope(3)),
+            // {"objects":[ + 10 + ]} = 24 bytes; two objects: 35
+            (vec![10, 10], 5, 24, Cut::Envelope(1)),
+            (vec![10, 10], 5, 35, Cut::Envelope(2)),
+            (vec![10, 10], 5, 34, Cut::Envelope(1)),
+            (vec![10], 5, 23, Cut::Oversize),
+            (vec![100, 1], 5, 50, Cut::Oversize),
+            (vec![], 5, 50, Cut::Envelope(0)),
+        ] {
+            assert_eq!(
+                next_cut(&sizes, max_n, max_b),
+                want,
+                "{sizes:?} {max_n} {max_b}"
+            );
+        }
+        let mut s = String::new();
+        write_envelope(&mut s, false, None, ["0123456789", "0123456789"]);
+        assert_eq!(envelope_bytes(2, 20), s.len() as u64);
+    }
 
     #[test]
     fn empty_lists_are_omitted() {
