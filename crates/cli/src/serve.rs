@@ -198,7 +198,17 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
     };
     let fed = &file.federation;
     let d = phalanx_federation::Config::default();
+    let (identity, _) =
+        crate::sharing::ensure_identity(data, &crate::sharing::InitArgs::default())?;
+    let signer = match identity["id"].as_str() {
+        Some(id) => Some(phalanx_federation::Signer {
+            identity: id.to_owned(),
+            key: crate::sharing::signing_seed(data)?,
+        }),
+        None => None,
+    };
     let federation = phalanx_federation::Config {
+        signer,
         client_cert: match (&fed.client_cert, &fed.client_key, &tls) {
             (Some(c), Some(k), _) => Some((c.clone(), k.clone())),
             (None, None, Some((c, k))) => Some((c.clone(), k.clone())),
@@ -225,7 +235,6 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
         tls,
         insecure_http: a.insecure_http || file.server.insecure_http.unwrap_or(false),
     };
-    crate::sharing::ensure_identity(data, &crate::sharing::InitArgs::default())?;
     let store = datadir::open(data)?;
     let node = Arc::new(Node::new(Arc::new(store), cfg)?);
     let boot = node.bootstrap(datadir::now_micros())?;

@@ -94,8 +94,8 @@ pub fn ensure_identity(dir: &Path, a: &InitArgs) -> anyhow::Result<(serde_json::
     Ok((identity, public))
 }
 
-/// The node's public signing key (hex), creating the key file on first use.
-fn signing_key(dir: &Path) -> anyhow::Result<String> {
+/// The node's signing key (from `DIR/node.key`, created on first use).
+pub fn signing_seed(dir: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
     let path = dir.join(KEY_FILE);
     let seed: [u8; 32] = match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -113,8 +113,14 @@ fn signing_key(dir: &Path) -> anyhow::Result<String> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    Ok(phalanx_node::auth::hex(key.verifying_key().as_bytes()))
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// The node's public signing key (hex), creating the key file on first use.
+fn signing_key(dir: &Path) -> anyhow::Result<String> {
+    Ok(phalanx_node::auth::hex(
+        signing_seed(dir)?.verifying_key().as_bytes(),
+    ))
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const AMBER: &str = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
 const RED: &str = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1";
+const ATTESTATION: &str = "x-phalanx-attestation";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -24,6 +25,9 @@ fn free_port() -> u16 {
 
 /// A node: its data directory, certificate, port and (when running) process.
 struct Node {
+    /// The node's STIX identity id and public signing key (hex), from `init`.
+    identity: String,
+    public_key: String,
     data: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -35,7 +39,9 @@ struct Node {
 impl Node {
     fn new(root: &Path, org: &str, ca: &Path) -> Node {
         let data = root.join(org);
-        ok(phalanx(&data, &["init", "--org", org]));
+        let init: Value =
+            serde_json::from_slice(&ok(phalanx(&data, &["--json", "init", "--org", org])).stdout)
+                .unwrap();
         let prefix = root.join(format!("{org}-cert"));
         ok(phalanx(
             &data,
@@ -50,6 +56,8 @@ impl Node {
             ],
         ));
         Node {
+            identity: init["identity"]["id"].as_str().unwrap().to_owned(),
+            public_key: init["public_key"].as_str().unwrap().to_owned(),
             data,
             cert: prefix.with_extension("pem"),
             key: prefix.with_extension("key"),
@@ -120,7 +128,8 @@ impl Node {
         )
     }
 
-    /// Sorted ids of a collection's objects.
+    /// Sorted ids of a collection's object versions, without the attestations that
+    /// travel with signed objects.
     fn ids(&self, alias: &str) -> Vec<String> {
         let out = self.cli(&["export", "-c", alias]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -128,13 +137,15 @@ impl Node {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|o| o["type"] != ATTESTATION)
             .map(|o| o["id"].as_str().unwrap().to_owned())
             .collect();
         ids.sort();
         ids
     }
 
-    fn count_objects(&self, alias: &str) -> u64 {
+    /// Rows a collection holds (object versions and attestations).
+    fn count_rows(&self, alias: &str) -> u64 {
         let v: Value =
             serde_json::from_slice(&self.cli(&["--json", "collection", "list"]).stdout).unwrap();
         v.as_array()
@@ -322,20 +333,8 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
     eventually("the resumed pull and push", || {
         b.ids("from-a") == want && b.ids("inbox") == want
     });
-    let count: Value =
-        serde_json::from_slice(&b.cli(&["--json", "collection", "list"]).stdout).unwrap();
-    let n = |alias: &str| {
-        count
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["alias"] == alias)
-            .unwrap()["objects"]
-            .as_u64()
-            .unwrap()
-    };
     assert_eq!(
-        (n("from-a"), n("inbox")),
+        (b.ids("from-a").len(), b.ids("inbox").len()),
         (12, 12),
         "every version exactly once"
     );
@@ -373,8 +372,10 @@ fn a_failing_peer_is_recorded_retried_and_isolated() {
     std::thread::spawn(move || {
         for s in huge.incoming().flatten() {
             std::thread::spawn(move || {
-                use std::io::Write;
+                use std::io::{Read, Write};
                 let mut s = s;
+                // Read the request first, so the client is waiting for the answer.
+                let _ = s.read(&mut [0u8; 4096]);
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/taxii+json;version=2.1\r\ncontent-length: 1073741824\r\n\r\n{\"title\":\"");
                 let chunk = vec![b'x'; 1 << 20];
                 for _ in 0..1024 {
@@ -464,6 +465,7 @@ fn versions(n: &Node, alias: &str) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|o| o["type"] != ATTESTATION)
         .map(|o| {
             (
                 o["id"].as_str().unwrap().to_owned(),
@@ -496,8 +498,21 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
             if i != j {
                 let org = ["cert-a", "cert-b", "cert-c"][j];
                 let cert = nodes[j].cert.to_string_lossy().into_owned();
+                let (identity, key) = (nodes[j].identity.clone(), nodes[j].public_key.clone());
                 nodes[i].cli(&[
-                    "partner", "add", org, "--name", org, "--sector", "military", "--cert", &cert,
+                    "partner",
+                    "add",
+                    org,
+                    "--name",
+                    org,
+                    "--sector",
+                    "military",
+                    "--cert",
+                    &cert,
+                    "--identity",
+                    &identity,
+                    "--signing-key",
+                    &key,
                 ]);
             }
         }
@@ -552,6 +567,24 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
     assert_eq!(distinct(b), to_b);
     assert_eq!(distinct(c), to_c);
     assert_eq!(versions(c, "intel").len(), 3);
+    // C verifies A's signature on what it received through B.
+    let green = by_tlp[1]["id"].as_str().unwrap();
+    let explained = String::from_utf8(
+        c.cli(&[
+            "policy",
+            "explain",
+            "--object",
+            green,
+            "--partner",
+            "cert-b",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        explained.contains("signature: verified — produced and signed by partner cert-a"),
+        "{explained}"
+    );
     // Deleting on A (TAXII DELETE) recalls the object from B and, through B, from C.
     let token = String::from_utf8(
         a.cli(&["token", "create", "--org", "cert-a", "--write", "intel"])
@@ -598,15 +631,16 @@ fn killing_the_receiver_during_a_push_loses_and_duplicates_nothing() {
     b.cli(&["peer", "accept", "cert-a", "--into", "inbox"]);
     a.cli(&["peer", "push", "cert-b", &b.url("inbox"), "--from", "intel"]);
     // kill -9 B once the push is under way.
-    eventually("the push to start", || b.count_objects("inbox") > 0);
+    eventually("the push to start", || b.count_rows("inbox") > 0);
     if let Some(mut c) = b.child.take() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let partial = b.count_objects("inbox");
-    assert!(partial < 10_000, "B was killed after the push ended");
+    // Each object travels with A's attestation: 20,000 rows when complete.
+    let partial = b.count_rows("inbox");
+    assert!(partial < 20_000, "B was killed after the push ended");
     b.start();
-    eventually("every object on B", || b.count_objects("inbox") == 10_000);
+    eventually("every object on B", || b.count_rows("inbox") == 20_000);
     assert_eq!(
         b.ids("inbox"),
         sorted_ids(&objects),
@@ -617,7 +651,7 @@ fn killing_the_receiver_during_a_push_loses_and_duplicates_nothing() {
         let f = &a.feeds()[0];
         f["moved"].as_i64().unwrap_or(0) >= 10_000 && f["failures"] == 0
     });
-    eprintln!("B held {partial} of 10,000 when killed; feed before the end: {feed}");
+    eprintln!("B held {partial} of 20,000 rows when killed; feed before the end: {feed}");
     a.stop();
     b.stop();
 }

@@ -32,9 +32,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The node's signing identity: objects it produced are pushed with its attestation.
+#[derive(Clone)]
+pub struct Signer {
+    /// The node's STIX identity id (`created_by_ref` of attestations).
+    pub identity: String,
+    /// Its Ed25519 key.
+    pub key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({}, key not shown)", self.identity)
+    }
+}
+
 /// How the workers talk to peers.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Signs what this node produced when pushing it (none: pushed unsigned).
+    pub signer: Option<Signer>,
     /// The node's TLS client certificate and key (PEM): peers map it to this node.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// CA certificates to trust for peers' server certificates (default: platform roots).
@@ -54,6 +71,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            signer: None,
             client_cert: None,
             ca: None,
             pull_interval: Duration::from_secs(5),
@@ -348,10 +366,24 @@ async fn push(
         let mut sent = 0;
         if !out.objects.is_empty() {
             let remote = collection(client, cache, &feed.remote).await?;
-            let raws: Vec<Box<serde_json::value::RawValue>> = out
-                .objects
-                .iter()
-                .map(|o| serde_json::value::RawValue::from_string(o.raw.clone()))
+            // What this node produced travels with its attestation, right after it.
+            let mut texts: Vec<String> = Vec::with_capacity(out.objects.len() * 2);
+            let mut attached: Vec<bool> = Vec::with_capacity(out.objects.len() * 2);
+            for o in &out.objects {
+                texts.push(o.raw.clone());
+                attached.push(false);
+                if let Some(s) = &cfg.signer
+                    && o.facts.source.is_none()
+                    && o.object_type != phalanx_node::attest::TYPE
+                    && let Some(a) = phalanx_node::attest::attest(&o.raw, &s.identity, &s.key)
+                {
+                    texts.push(a);
+                    attached.push(true);
+                }
+            }
+            let raws: Vec<Box<serde_json::value::RawValue>> = texts
+                .into_iter()
+                .map(serde_json::value::RawValue::from_string)
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("stored object is not JSON: {e}"))?;
             // Envelopes within the partner's max_content_length.
@@ -360,7 +392,7 @@ async fn push(
             while start < raws.len() {
                 match next_cut(&sizes[start..], usize::MAX, remote.max_bytes) {
                     Cut::Oversize => {
-                        tracing::warn!(feed = feed.id, partner = %feed.partner, "{} ({} bytes) is larger than the partner's max_content_length ({} bytes): not sent", out.objects[start].id, sizes[start], remote.max_bytes);
+                        tracing::warn!(feed = feed.id, partner = %feed.partner, "an object of {} bytes is larger than the partner's max_content_length ({} bytes): not sent", sizes[start], remote.max_bytes);
                         start += 1;
                     }
                     Cut::Envelope(n) => {
@@ -376,7 +408,8 @@ async fn push(
                             // change on retry.
                             tracing::warn!(feed = feed.id, partner = %feed.partner, "the partner refused {} of {} objects: {:?}", st.failure_count, n, st.failures.first().and_then(|d| d.message.clone()));
                         }
-                        sent += n;
+                        // Objects moved, the attestations made here aside.
+                        sent += attached[start..start + n].iter().filter(|a| !**a).count();
                         start += n;
                     }
                 }

@@ -133,6 +133,19 @@ impl Node {
                 Err(_) => out.invalid += 1,
             }
         }
+        // Signatures that do not verify, or objects that differ from what was signed.
+        let refused = crate::attest::check_batch(&*self.policy()?, &valid);
+        if !refused.is_empty() {
+            out.invalid += refused.len();
+            let drop: std::collections::HashSet<usize> =
+                refused.into_iter().map(|(i, _)| i).collect();
+            valid = valid
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, v)| v)
+                .collect();
+        }
         let outcomes = self.store().ingest_feed_page(
             &feed.local,
             &valid,

@@ -7,6 +7,7 @@
 //!
 //! Everything here is synchronous; the server runs it on blocking threads.
 
+pub mod attest;
 pub mod auth;
 pub mod federation;
 pub mod sharing;
@@ -835,6 +836,36 @@ impl Node {
                 Err(d) => slots.push(Err(d)),
             }
         }
+        // Signatures: an attestation by a partner with a registered key must verify and
+        // match the object it covers, or both are refused.
+        let policy = self.policy()?;
+        let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
+        let refused = attest::check_batch(&policy, &valid);
+        if !refused.is_empty() {
+            let mut map = vec![None; valid.len()];
+            let mut kept = Vec::with_capacity(valid.len());
+            let mut why: HashMap<usize, String> = refused.into_iter().collect();
+            for (i, v) in valid.into_iter().enumerate() {
+                if let Some(message) = why.remove(&i) {
+                    map[i] = Some(Err(StatusDetail {
+                        id: v.id().to_owned(),
+                        version: object_version(&v).unwrap_or_else(|| request_time.clone()),
+                        message: Some(format!("signature check: {message}")),
+                    }));
+                } else {
+                    map[i] = Some(Ok(kept.len()));
+                    kept.push(v);
+                }
+            }
+            valid = kept;
+            for slot in &mut slots {
+                if let Ok(i) = slot
+                    && let Some(m) = map[*i].take()
+                {
+                    *slot = m;
+                }
+            }
+        }
         let status_id = uuid::Uuid::new_v4().to_string();
         let build = |outcomes: &[IngestOutcome], local: bool| {
             build_status(
@@ -848,8 +879,6 @@ impl Node {
             )
         };
         // What a partner (or outsider) posts is recorded as coming from it.
-        let policy = self.policy()?;
-        let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
         let source = (!local).then_some(caller.org.as_str());
         // The status is written in the objects' transaction: acknowledged together.
         let mut status = None;

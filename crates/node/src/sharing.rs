@@ -280,6 +280,72 @@ impl Node {
         })
     }
 
+    /// Whether a stored object version carries a valid signature of its producer: its
+    /// attestation (in the same collection) checked against the partner registry.
+    pub fn signature_status(
+        &self,
+        policy: &phalanx_policy::Policy,
+        collection: &str,
+        o: &StoredObject,
+    ) -> Result<String> {
+        use crate::attest;
+        let Ok(serde_json::Value::Object(obj)) = serde_json::from_str(&o.raw) else {
+            return Ok("signature: (object text unavailable)".into());
+        };
+        let Some(version) = obj
+            .get("modified")
+            .or_else(|| obj.get("created"))
+            .and_then(serde_json::Value::as_str)
+        else {
+            return Ok("signature: none (unversioned object)".into());
+        };
+        let q = ObjectQuery {
+            ids: vec![attest::id_for(&o.id, version)],
+            versions: VersionFilter::all(),
+            ..ObjectQuery::new(collection)
+        };
+        let Some(a) = self.store().query(&q)?.items.into_iter().next() else {
+            return Ok(match &o.facts.source {
+                Some(src) => format!("signature: none (received unsigned from {src})"),
+                None => {
+                    "signature: none stored (this node signs what it produced when it pushes it)"
+                        .into()
+                }
+            });
+        };
+        let Ok(serde_json::Value::Object(att)) = serde_json::from_str(&a.raw) else {
+            return Ok("signature: attestation unreadable".into());
+        };
+        let signer = att
+            .get("created_by_ref")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let Some(p) = policy.partner_by_identity(signer) else {
+            return Ok(format!(
+                "signature: by {signer}, not a registered partner: unverified"
+            ));
+        };
+        let Some(key) = p.signing_key.as_deref().and_then(attest::key_bytes) else {
+            return Ok(format!(
+                "signature: by partner {}, who has no registered key: unverified",
+                p.id
+            ));
+        };
+        Ok(match attest::verify(&att, &key) {
+            Ok(c) if attest::matches(&obj, &c) => {
+                format!(
+                    "signature: verified — produced and signed by partner {}",
+                    p.id
+                )
+            }
+            Ok(_) => format!(
+                "signature: FAILS — the content differs from what {} signed",
+                p.id
+            ),
+            Err(e) => format!("signature: FAILS — {e}"),
+        })
+    }
+
     /// The stored JSON text of a manifest record's object version.
     fn stored_text(&self, collection: &str, o: &StoredObject) -> Result<Option<String>> {
         let q = ObjectQuery {
@@ -470,13 +536,14 @@ impl Node {
             let mut q = ObjectQuery::new(&c.id);
             q.ids = vec![object_id.to_owned()];
             q.versions = VersionFilter::default();
-            for o in self.store().manifest(&q)?.items {
+            for o in self.store().query(&q)?.items {
                 let subject = Subject {
                     object_type: &o.object_type,
                     collection: &c.id,
                     facts: &o.facts,
                 };
-                let (d, steps) = policy.explain(to, subject, purpose, now_us);
+                let (d, mut steps) = policy.explain(to, subject, purpose, now_us);
+                steps.insert(2, self.signature_status(&policy, &c.id, &o)?);
                 out.push(Explanation {
                     collection: c.clone(),
                     version: o.version.to_string(),

@@ -280,6 +280,12 @@ impl Policy {
         self.partners.get(self.by_fingerprint.get(fingerprint)?)
     }
 
+    /// The partner whose STIX identity id this is (the producer named by
+    /// `created_by_ref`).
+    pub fn partner_by_identity(&self, identity: &str) -> Option<&Partner> {
+        self.partners.values().find(|p| p.identity == identity)
+    }
+
     /// The agreements (latest versions).
     pub fn agreements(&self) -> &[Agreement] {
         &self.agreements
