@@ -361,7 +361,14 @@ async fn push(
     let n = node.clone();
     let f = feed.clone();
     let page = cfg.page;
-    let out = blocking(move || n.outgoing(&f, page, phalanx_node::now_micros())).await?;
+    let signer = cfg.signer.clone();
+    // Reading, the policy and signing are CPU and SQLite work: off the async threads.
+    let (out, signed) = blocking(move || {
+        let out = n.outgoing(&f, page, phalanx_node::now_micros())?;
+        let signed = sign_all(&out.objects, signer.as_ref());
+        Ok((out, signed))
+    })
+    .await?;
     if let Some(cursor) = out.cursor {
         let mut sent = 0;
         if !out.objects.is_empty() {
@@ -369,14 +376,10 @@ async fn push(
             // What this node produced travels with its attestation, right after it.
             let mut texts: Vec<String> = Vec::with_capacity(out.objects.len() * 2);
             let mut attached: Vec<bool> = Vec::with_capacity(out.objects.len() * 2);
-            for o in &out.objects {
+            for (o, a) in out.objects.iter().zip(signed) {
                 texts.push(o.raw.clone());
                 attached.push(false);
-                if let Some(s) = &cfg.signer
-                    && o.facts.source.is_none()
-                    && o.object_type != phalanx_node::attest::TYPE
-                    && let Some(a) = phalanx_node::attest::attest(&o.raw, &s.identity, &s.key)
-                {
+                if let Some(a) = a {
                     texts.push(a);
                     attached.push(true);
                 }
@@ -428,6 +431,37 @@ async fn push(
     }
     // Caught up with the objects: recall what was deleted here since.
     Ok(out.scanned + recall(node, client, cache, feed, cfg).await?)
+}
+
+/// The attestation of each object this node produced (`None` for the others), made on
+/// every core.
+fn sign_all(
+    objects: &[phalanx_store::StoredObject],
+    signer: Option<&Signer>,
+) -> Vec<Option<String>> {
+    let Some(s) = signer else {
+        return vec![None; objects.len()];
+    };
+    let one = |o: &phalanx_store::StoredObject| {
+        (o.facts.source.is_none() && o.object_type != phalanx_node::attest::TYPE)
+            .then(|| phalanx_node::attest::attest(&o.raw, &s.identity, &s.key))
+            .flatten()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if objects.len() < 64 || threads < 2 {
+        return objects.iter().map(one).collect();
+    }
+    let per = objects.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = objects
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Sends the deletions since the feed's recall cursor (`DELETE …/objects/{id}/` with
