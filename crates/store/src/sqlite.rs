@@ -502,17 +502,10 @@ fn insert_one(
                 facts.granular_text(),
                 source,
             ]);
-        return match inserted {
-            Ok(_) => Ok(IngestOutcome::Added { date_added }),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Exists(format!(
-                    "date_added {date_added} in collection {collection}"
-                )))
-            }
-            Err(e) => Err(e.into()),
-        };
+        return or_exists(inserted, || {
+            format!("date_added {date_added} in collection {collection}")
+        })
+        .map(|_| IngestOutcome::Added { date_added });
     };
     // The (id, version) is taken: the same content is a duplicate, anything else a conflict.
     let same = raw == o.raw()
@@ -894,15 +887,7 @@ impl Store for SqliteStore {
                 p.revoked_us
             ],
         );
-        match res {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Exists(format!("principal {:?}", p.id)))
-            }
-            Err(e) => Err(e.into()),
-        }
+        or_exists(res, || format!("principal {:?}", p.id)).map(|_| ())
     }
 
     fn principal(&self, id: &str) -> Result<Principal> {
@@ -1008,18 +993,7 @@ impl Store for SqliteStore {
             "INSERT INTO agreements (id, version, doc, created, author) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![a.id, a.version, a.doc, a.created_us, a.author],
         );
-        match res {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(StoreError::Exists(format!(
-                    "agreement {} version {}",
-                    a.id, a.version
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        or_exists(res, || format!("agreement {} version {}", a.id, a.version))?;
         bump_generation(&tx)?;
         tx.commit()?;
         Ok(())
@@ -1072,20 +1046,9 @@ impl Store for SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, (SELECT MAX(seq) FROM tombstones))",
             params![f.partner, f.direction.as_str(), f.remote, f.local, f.cursor],
         );
-        match res {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(StoreError::Exists(format!(
-                    "{} feed {} {}",
-                    f.direction.as_str(),
-                    f.partner,
-                    f.remote
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        or_exists(res, || {
+            format!("{} feed {} {}", f.direction.as_str(), f.partner, f.remote)
+        })?;
         let id = tx.last_insert_rowid();
         bump_generation(&tx)?;
         tx.commit()?;
@@ -1323,4 +1286,16 @@ fn advance(tx: &Transaction<'_>, feed: i64, cursor: i64, moved: i64, now_us: i64
     )?
     .execute(params![feed, cursor, moved, now_us])?;
     Ok(())
+}
+
+/// A uniqueness violation as [`StoreError::Exists`] naming `what`; other errors as they are.
+fn or_exists<T>(r: rusqlite::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+    match r {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists(what()))
+        }
+        r => Ok(r?),
+    }
 }
