@@ -12,7 +12,7 @@
 //! 2. **latency**: `--samples` single objects POSTed to A over TAXII, each timed from A's
 //!    acknowledgement until a GET of it on C succeeds (C polled every 10 ms); p50/p95.
 
-use crate::bench::{Rng, indicator, median};
+use crate::bench::{Rng, indicator, median, percentile};
 use anyhow::{Context, bail};
 use clap::Args;
 use phalanx_taxii::Filters;
@@ -224,14 +224,6 @@ struct RunResult {
     propagation_rate: f64,
     p50_ms: f64,
     p95_ms: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn one_run(a: &BenchFederationArgs) -> anyhow::Result<RunResult> {

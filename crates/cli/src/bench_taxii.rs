@@ -16,7 +16,7 @@
 //!    objects are TLP:GREEN, decided by community membership, half TLP:AMBER, decided by
 //!    the agreement's scope and ceiling); the medians and their ratio.
 
-use crate::bench::{Rng, indicator, median};
+use crate::bench::{Rng, indicator, median, percentile};
 use anyhow::{Context, bail};
 use clap::Args;
 use phalanx_taxii::Filters;
@@ -200,14 +200,6 @@ async fn read_all(
     let rate = got as f64 / t0.elapsed().as_secs_f64();
     anyhow::ensure!(got == expect, "read back {got} objects, wrote {expect}");
     Ok(rate)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Run> {

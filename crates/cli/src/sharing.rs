@@ -99,7 +99,7 @@ pub fn signing_seed(dir: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
     let path = dir.join(KEY_FILE);
     let seed: [u8; 32] = match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let bytes = from_hex(text.trim())
+            let bytes = phalanx_node::auth::from_hex(text.trim())
                 .with_context(|| format!("{}: not a hex Ed25519 seed", path.display()))?;
             bytes
                 .try_into()
@@ -137,22 +137,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// An Ed25519 public key given as 64 hex digits or base64 (32 bytes), checked to be a
 /// valid curve point; returned as lower-case hex.
 fn parse_public_key(s: &str) -> anyhow::Result<String> {
     use base64::Engine;
     let s = s.trim();
-    let bytes = from_hex(s)
+    let bytes = phalanx_node::auth::from_hex(s)
         .filter(|b| b.len() == 32)
         .or_else(|| base64::engine::general_purpose::STANDARD.decode(s).ok())
         .filter(|b| b.len() == 32)

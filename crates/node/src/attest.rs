@@ -209,15 +209,7 @@ pub fn check_batch(
 
 /// A registered public key (64 hex digits) as bytes.
 pub fn key_bytes(hex: &str) -> Option<[u8; 32]> {
-    let b = hex.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
+    crate::auth::from_hex(hex)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ pub struct Node {
     /// The node's own organisation id.
     own_org: String,
     /// The policy and the store's policy generation it was built at.
-    policy_cache: Mutex<Option<(i64, Arc<phalanx_policy::Policy>)>>,
+    policy_cache: Mutex<Option<sharing::Snapshot>>,
 }
 
 /// Organisation id of a node that was not given one.

@@ -14,6 +14,7 @@ use phalanx_policy::{
 use phalanx_store::{
     Collection, ObjectQuery, StoreError, StoredAgreement, StoredObject, VersionFilter,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Why objects leave the node.
@@ -44,6 +45,15 @@ impl Purpose {
             Purpose::Federate => phalanx_policy::Purpose::Federate,
         }
     }
+}
+
+/// What the node decides with, rebuilt when the store's policy generation moves.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    generation: i64,
+    policy: Arc<Policy>,
+    /// Partner id → local collections its node may write (accept feeds).
+    accepts: Arc<HashMap<String, Vec<String>>>,
 }
 
 /// What checking an agreement needs from the node.
@@ -139,12 +149,18 @@ fn load(own: &str, s: &StoredAgreement) -> Result<AgreementVersion> {
 impl Node {
     /// The sharing policy in force (rebuilt when partners or agreements changed).
     pub fn policy(&self) -> Result<Arc<Policy>> {
+        Ok(self.snapshot()?.policy)
+    }
+
+    /// The policy and the write grants of partners' nodes, as of the store's current
+    /// policy generation (partners, agreements and feeds all move it).
+    fn snapshot(&self) -> Result<Snapshot> {
         let generation = self.store().policy_generation()?;
         let mut cache = self.policy_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, p)) = &*cache
-            && *g == generation
+        if let Some(s) = &*cache
+            && s.generation == generation
         {
-            return Ok(p.clone());
+            return Ok(s.clone());
         }
         let agreements = self
             .store()
@@ -158,8 +174,19 @@ impl Node {
             self.store().partners()?,
             agreements,
         ));
-        *cache = Some((generation, policy.clone()));
-        Ok(policy)
+        let mut accepts: HashMap<String, Vec<String>> = HashMap::new();
+        for f in self.store().feeds()? {
+            if f.direction == phalanx_store::FeedDirection::Accept {
+                accepts.entry(f.partner).or_default().push(f.local);
+            }
+        }
+        let snapshot = Snapshot {
+            generation,
+            policy,
+            accepts: Arc::new(accepts),
+        };
+        *cache = Some(snapshot.clone());
+        Ok(snapshot)
     }
 
     /// The node's own organisation id.
@@ -252,20 +279,18 @@ impl Node {
     /// every collection (the policy decides per object, purpose federate) and writing
     /// the collections it has an `accept` feed for.
     pub fn authenticate_certificate(&self, fingerprint: &str) -> Result<Caller> {
-        let policy = self.policy()?;
-        let p = policy.partner_by_fingerprint(fingerprint).ok_or_else(|| {
-            NodeError::Unauthenticated(
-                "the client certificate is not registered to a partner; send credentials".into(),
-            )
-        })?;
+        let snapshot = self.snapshot()?;
+        let p = snapshot
+            .policy
+            .partner_by_fingerprint(fingerprint)
+            .ok_or_else(|| {
+                NodeError::Unauthenticated(
+                    "the client certificate is not registered to a partner; send credentials"
+                        .into(),
+                )
+            })?;
         // It may write into the collections it has an `accept` feed for.
-        let accepts: Vec<String> = self
-            .store()
-            .feeds()?
-            .into_iter()
-            .filter(|f| f.partner == p.id && f.direction == phalanx_store::FeedDirection::Accept)
-            .map(|f| f.local)
-            .collect();
+        let accepts = snapshot.accepts.get(&p.id).cloned().unwrap_or_default();
         Ok(Caller {
             id: format!("cert:{}", &fingerprint[..fingerprint.len().min(16)]),
             name: p.id.clone(),

@@ -460,12 +460,7 @@ async fn explain(
         .iter()
         .map(phalanx_node::Explanation::to_json)
         .collect();
-    let mut r = axum::Json(body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(axum::Json(body).into_response())
 }
 
 async fn collections(
