@@ -178,6 +178,7 @@ fn objects(a: &BenchPolicyArgs, rng: &mut Rng) -> Vec<Obj> {
                     source: (r >> 24)
                         .is_multiple_of(3)
                         .then(|| format!("p{}", (r >> 32) % a.partners as u64)),
+                    producer: None,
                 },
             }
         })

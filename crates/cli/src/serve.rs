@@ -93,6 +93,8 @@ struct FederationSection {
 pub struct SharingSection {
     default_tlp: Option<String>,
     default_pap: Option<String>,
+    /// `reject` (default) or `accept`: unsigned data from a partner with a signing key.
+    unsigned: Option<String>,
 }
 
 impl SharingSection {
@@ -108,6 +110,14 @@ impl SharingSection {
             pap: match &self.default_pap {
                 Some(p) => parse_pap(p).map_err(|m| anyhow::anyhow!("sharing.default_pap: {m}"))?,
                 None => d.pap,
+            },
+            unsigned: match self.unsigned.as_deref() {
+                None => d.unsigned,
+                Some("reject") => phalanx_policy::Unsigned::Reject,
+                Some("accept") => phalanx_policy::Unsigned::Accept,
+                Some(other) => anyhow::bail!(
+                    "sharing.unsigned: {other:?} is neither \"reject\" nor \"accept\""
+                ),
             },
         })
     }

@@ -477,6 +477,33 @@ fn versions(n: &Node, alias: &str) -> Vec<(String, String)> {
     all
 }
 
+/// Pushes objects to `to`'s intel collection as `from` (its client certificate) with
+/// `phalanx taxii push`; returns what it reported.
+fn push_as(from: &Node, to: &Node, objects: &[Value]) -> String {
+    let file = from
+        .data
+        .join(format!("push-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, json!({"objects": objects}).to_string()).unwrap();
+    let out = phalanx(
+        &from.data,
+        &[
+            "taxii",
+            "push",
+            &format!("https://127.0.0.1:{}/default/", to.port),
+            "--collection",
+            &to.url("intel"),
+            "--cert",
+            &from.cert.to_string_lossy(),
+            "--key",
+            &from.key.to_string_lossy(),
+            "--ca",
+            &from.ca.to_string_lossy(),
+            &file.to_string_lossy(),
+        ],
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
     let root = tempfile::tempdir().unwrap();
@@ -585,6 +612,37 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
         explained.contains("signature: verified — produced and signed by partner cert-a"),
         "{explained}"
     );
+    // B, by its certificate, posts to C what a compromised or buggy intermediary could:
+    // A's AMBER indicator changed after A signed it (under A's genuine attestation), an
+    // object under a copy of that attestation re-pointed at it (the signature no longer
+    // verifies), and an object nobody signed. C refuses each object, says why, and keeps
+    // the genuine attestation (it vouches for nothing C holds).
+    let amber = &by_tlp[2];
+    let all_b: Value = serde_json::from_slice(&b.cli(&["export", "-c", "intel"]).stdout).unwrap();
+    let att = all_b["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == ATTESTATION && o["covers"][0]["object_ref"] == amber["id"])
+        .expect("A's attestation of its AMBER indicator, on B")
+        .clone();
+    let mut tampered = amber.clone();
+    tampered["pattern"] = json!("[ipv4-addr:value = '192.0.2.66']");
+    let out = push_as(b, c, &[att.clone(), tampered]);
+    assert!(out.contains("1 succeeded, 1 failed"), "{out}");
+    assert!(out.contains("digest mismatch"), "{out}");
+    let other = indicator(AMBER);
+    let mut forged = att.clone();
+    forged["covers"][0]["object_ref"] = other["id"].clone();
+    let out = push_as(b, c, &[forged, other]);
+    assert!(out.contains("0 succeeded, 2 failed"), "{out}");
+    assert!(out.contains("does not verify"), "{out}");
+    let out = push_as(b, c, &[indicator(GREEN)]);
+    assert!(
+        out.contains("unsigned: partner cert-b signs what it shares"),
+        "{out}"
+    );
+    assert_eq!(distinct(c), to_c);
     // Deleting on A (TAXII DELETE) recalls the object from B and, through B, from C.
     let token = String::from_utf8(
         a.cli(&["token", "create", "--org", "cert-a", "--write", "intel"])
@@ -636,11 +694,12 @@ fn killing_the_receiver_during_a_push_loses_and_duplicates_nothing() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    // Each object travels with A's attestation: 20,000 rows when complete.
+    // Each page of 200 objects (one type, one marking) travels under one attestation of
+    // A: 10,050 rows when complete.
     let partial = b.count_rows("inbox");
-    assert!(partial < 20_000, "B was killed after the push ended");
+    assert!(partial < 10_050, "B was killed after the push ended");
     b.start();
-    eventually("every object on B", || b.count_rows("inbox") == 20_000);
+    eventually("every object on B", || b.count_rows("inbox") == 10_050);
     assert_eq!(
         b.ids("inbox"),
         sorted_ids(&objects),
@@ -651,7 +710,7 @@ fn killing_the_receiver_during_a_push_loses_and_duplicates_nothing() {
         let f = &a.feeds()[0];
         f["moved"].as_i64().unwrap_or(0) >= 10_000 && f["failures"] == 0
     });
-    eprintln!("B held {partial} of 20,000 rows when killed; feed before the end: {feed}");
+    eprintln!("B held {partial} of 10,050 rows when killed; feed before the end: {feed}");
     a.stop();
     b.stop();
 }

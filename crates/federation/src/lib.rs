@@ -24,6 +24,7 @@
 //!   trouble never touches another feed.
 
 use phalanx_node::Node;
+use phalanx_node::attest::Item;
 use phalanx_store::{Feed, FeedDirection};
 use phalanx_taxii::client::{Client, Collection};
 use phalanx_taxii::{Cut, Filters, next_cut};
@@ -363,25 +364,30 @@ async fn push(
     let page = cfg.page;
     let signer = cfg.signer.clone();
     // Reading, the policy and signing are CPU and SQLite work: off the async threads.
-    let (out, signed) = blocking(move || {
+    let (out, items) = blocking(move || {
         let out = n.outgoing(&f, page, phalanx_node::now_micros())?;
-        let signed = sign_all(&out.objects, signer.as_ref());
-        Ok((out, signed))
+        let items = sign_all(&out.objects, signer.as_ref());
+        Ok((out, items))
     })
     .await?;
     if let Some(cursor) = out.cursor {
         let mut sent = 0;
         if !out.objects.is_empty() {
             let remote = collection(client, cache, &feed.remote).await?;
-            // What this node produced travels with its attestation, right after it.
-            let mut texts: Vec<String> = Vec::with_capacity(out.objects.len() * 2);
-            let mut attached: Vec<bool> = Vec::with_capacity(out.objects.len() * 2);
-            for (o, a) in out.objects.iter().zip(signed) {
-                texts.push(o.raw.clone());
-                attached.push(false);
-                if let Some(a) = a {
-                    texts.push(a);
-                    attached.push(true);
+            // What this node produced travels with its attestations, each right before
+            // the objects it covers.
+            let mut texts: Vec<String> = Vec::with_capacity(items.len());
+            let mut attached: Vec<bool> = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Item::Attestation(a) => {
+                        texts.push(a);
+                        attached.push(true);
+                    }
+                    Item::Object(i) => {
+                        texts.push(out.objects[i].raw.clone());
+                        attached.push(false);
+                    }
                 }
             }
             let raws: Vec<Box<serde_json::value::RawValue>> = texts
@@ -433,35 +439,15 @@ async fn push(
     Ok(out.scanned + recall(node, client, cache, feed, cfg).await?)
 }
 
-/// The attestation of each object this node produced (`None` for the others), made on
-/// every core.
-fn sign_all(
-    objects: &[phalanx_store::StoredObject],
-    signer: Option<&Signer>,
-) -> Vec<Option<String>> {
+/// The envelope order of a page: the objects this node produced grouped under their
+/// attestations (signed on every core), the others as they are.
+fn sign_all(objects: &[phalanx_store::StoredObject], signer: Option<&Signer>) -> Vec<Item> {
     let Some(s) = signer else {
-        return vec![None; objects.len()];
+        return (0..objects.len()).map(Item::Object).collect();
     };
-    let one = |o: &phalanx_store::StoredObject| {
-        (o.facts.source.is_none() && o.object_type != phalanx_node::attest::TYPE)
-            .then(|| phalanx_node::attest::attest(&o.raw, &s.identity, &s.key))
-            .flatten()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if objects.len() < 64 || threads < 2 {
-        return objects.iter().map(one).collect();
-    }
-    let per = objects.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = objects
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    let texts: Vec<&str> = objects.iter().map(|o| o.raw.as_str()).collect();
+    let produced: Vec<bool> = objects.iter().map(|o| o.facts.source.is_none()).collect();
+    phalanx_node::attest::sign_page(&texts, &produced, &s.identity, &s.key)
 }
 
 /// Sends the deletions since the feed's recall cursor (`DELETE …/objects/{id}/` with

@@ -1,32 +1,35 @@
-//! Attestations: how a producing node's Ed25519 signature on an object version travels
-//! over plain TAXII without changing the object.
+//! Attestations: how a producing node's Ed25519 signature on object versions travels over
+//! plain TAXII without changing the objects.
 //!
-//! An attestation is a STIX custom object, sent right after the object it covers:
+//! The format is described in [`phalanx_policy::provenance`]: one attestation covers a
+//! group of versions that share type, markings, labels and granular markings (so the
+//! policy decides the attestation exactly as each of them), each named by (id, version,
+//! SHA-256 of its RFC 8785 form). One signature per group instead of per object: the
+//! receivers verify once for up to [`MAX_GROUP`] objects.
 //!
-//! ```json
-//! {"type": "x-phalanx-attestation", "spec_version": "2.1",
-//!  "id": "x-phalanx-attestation--<UUIDv5 over (object id, version)>",
-//!  "created": "<the object's version>", "modified": "<the object's version>",
-//!  "created_by_ref": "<the producer's identity>",
-//!  "object_ref": "<object id>", "object_type": "<its type>", "object_modified": "<its version>",
-//!  "digest": "sha256:<hex of the RFC 8785 form of the object>",
-//!  "object_marking_refs": [<the object's>], "labels": [<the object's>],
-//!  "signature": "<base64 Ed25519 over the RFC 8785 form of this object without signature>"}
-//! ```
+//! Everything is deterministic (Ed25519 signatures are), so signing the same group twice
+//! gives the same bytes and ingest stays idempotent. In an envelope the attestation
+//! comes **before** the objects it covers, so a receiver always has it when an object
+//! arrives — in the same envelope or page, or stored from an earlier one.
 //!
-//! Everything is deterministic (Ed25519 signatures are), so signing the same version twice
-//! gives the same bytes and ingest stays idempotent. The attestation carries the object's
-//! markings and labels, so the sharing policy sends it where the object goes.
+//! Verification order on ingest ([`check_batch`]): parse and validate (done by the
+//! caller) → the signer is a registered partner with a key → the signature verifies →
+//! each covered object's digest matches → a partner that signs must have every
+//! versioned object it sends covered.
 
 use base64::Engine;
 use ed25519_dalek::{Signer, Verifier};
+use phalanx_policy::provenance;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
+use std::collections::HashMap;
 
-/// The STIX type of attestations.
-pub const TYPE: &str = "x-phalanx-attestation";
+pub use phalanx_policy::provenance::ATTESTATION as TYPE;
 
-/// Namespace of attestation ids (UUIDv5 over `object id|version`).
+/// Most object versions one attestation covers (its size stays well under 1 MiB).
+pub const MAX_GROUP: usize = 1000;
+
+/// Namespace of attestation ids (UUIDv5 over the covered `id|version` lines).
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a4c_61e2_3b0f_4d8e_9a51_c2f0_83d4_6b19);
 
 /// `sha256:` and the hex SHA-256 of the RFC 8785 form of an object.
@@ -36,11 +39,18 @@ pub fn digest(object: &Map<String, Value>) -> String {
     format!("sha256:{}", crate::auth::hex(&h))
 }
 
-/// The id of the attestation of an object version.
-pub fn id_for(object_id: &str, version: &str) -> String {
+/// The id of the attestation of a list of (object id, version).
+pub fn id_for<'a>(covers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut name = String::new();
+    for (id, version) in covers {
+        name.push_str(id);
+        name.push('|');
+        name.push_str(version);
+        name.push('\n');
+    }
     format!(
         "{TYPE}--{}",
-        uuid::Uuid::new_v5(&NAMESPACE, format!("{object_id}|{version}").as_bytes())
+        uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())
     )
 }
 
@@ -51,28 +61,73 @@ fn version_of(o: &Map<String, Value>) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Signs an object version (its JSON text) as `signer` (an identity id) with `key`.
-/// Unversioned objects (SCOs) are not attested: `None`.
-pub fn attest(raw: &str, signer: &str, key: &ed25519_dalek::SigningKey) -> Option<String> {
-    let Ok(Value::Object(o)) = serde_json::from_str::<Value>(raw) else {
+/// What objects of one attestation group share (type, markings, labels, granular
+/// markings), as text; `None` for what is not attested (unversioned SCOs, attestations).
+pub fn group_key(o: &Map<String, Value>) -> Option<String> {
+    version_of(o)?;
+    let ty = o.get("type")?.as_str()?;
+    if ty == TYPE {
         return None;
+    }
+    let part = |k: &str| {
+        o.get(k)
+            .map(phalanx_stix::json::canonical)
+            .unwrap_or_default()
     };
-    let version = version_of(&o)?;
-    let id = o.get("id")?.as_str()?;
+    Some(format!(
+        "{ty}\n{}\n{}\n{}",
+        part("object_marking_refs"),
+        part("labels"),
+        part("granular_markings")
+    ))
+}
+
+/// Signs a group of object versions (their JSON texts, all with the same
+/// [`group_key`]) as `signer` (an identity id) with `key`.
+pub fn attest(
+    objects: &[&str],
+    signer: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<String, String> {
+    let mut maps = Vec::with_capacity(objects.len());
+    for raw in objects {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(o)) => maps.push(o),
+            _ => return Err("an object to attest is not a JSON object".into()),
+        }
+    }
+    let first = maps.first().ok_or("nothing to attest")?;
+    let key0 = group_key(first).ok_or("unversioned objects are not attested")?;
+    if maps.iter().any(|m| group_key(m).as_deref() != Some(&key0)) {
+        return Err("an attestation covers objects of one type, markings and labels".into());
+    }
+    let mut covers = Vec::with_capacity(maps.len());
+    let mut latest = "";
+    for m in &maps {
+        let id = m
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("object without id")?;
+        let version = version_of(m).ok_or("object without version")?;
+        latest = latest.max(version);
+        covers.push(json!({"object_ref": id, "object_modified": version, "digest": digest(m)}));
+    }
+    let id = id_for(
+        maps.iter()
+            .filter_map(|m| Some((m.get("id")?.as_str()?, version_of(m)?))),
+    );
     let mut a = json!({
         "type": TYPE,
         "spec_version": "2.1",
-        "id": id_for(id, version),
-        "created": version,
-        "modified": version,
+        "id": id,
+        "created": latest,
+        "modified": latest,
         "created_by_ref": signer,
-        "object_ref": id,
-        "object_type": o.get("type")?,
-        "object_modified": version,
-        "digest": digest(&o),
+        "object_type": first.get("type"),
+        "covers": covers,
     });
-    for k in ["object_marking_refs", "labels"] {
-        if let Some(v) = o.get(k) {
+    for k in ["object_marking_refs", "labels", "granular_markings"] {
+        if let Some(v) = first.get(k) {
             a[k] = v.clone();
         }
     }
@@ -80,7 +135,86 @@ pub fn attest(raw: &str, signer: &str, key: &ed25519_dalek::SigningKey) -> Optio
     a["signature"] = base64::engine::general_purpose::STANDARD
         .encode(sig.to_bytes())
         .into();
-    Some(a.to_string())
+    Ok(a.to_string())
+}
+
+/// One item of an envelope in the order it is sent: an attestation, then the indexes of
+/// the objects it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// An attestation made here.
+    Attestation(String),
+    /// The object at this index of the input.
+    Object(usize),
+}
+
+/// Groups the objects this node produced by [`group_key`] (in order of first
+/// appearance, at most [`MAX_GROUP`] each) and signs each group; returns the envelope
+/// order — every attestation right before the objects it covers, objects that are not
+/// attested (`produced[i]` false, SCOs) in place.
+pub fn sign_page(
+    objects: &[&str],
+    produced: &[bool],
+    signer: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Vec<Item> {
+    let plan = plan_groups(objects, produced);
+    let signed: Vec<Option<String>> = crate::parallel_map(&plan, 2, |step| match step {
+        Step::Group(members) => {
+            let texts: Vec<&str> = members.iter().map(|&i| objects[i]).collect();
+            attest(&texts, signer, key).ok()
+        }
+        Step::Plain(_) => None,
+    });
+    let mut out = Vec::with_capacity(objects.len() + plan.len());
+    for (step, att) in plan.iter().zip(signed) {
+        match step {
+            Step::Group(members) => {
+                out.extend(att.map(Item::Attestation));
+                out.extend(members.iter().map(|&i| Item::Object(i)));
+            }
+            Step::Plain(i) => out.push(Item::Object(*i)),
+        }
+    }
+    out
+}
+
+enum Step {
+    Group(Vec<usize>),
+    Plain(usize),
+}
+
+fn plan_groups(objects: &[&str], produced: &[bool]) -> Vec<Step> {
+    let mut plan: Vec<Step> = Vec::new();
+    // group key → index in `plan` of its open group
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in objects.iter().enumerate() {
+        let key = produced
+            .get(i)
+            .copied()
+            .unwrap_or(false)
+            .then(|| match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Object(m)) => group_key(&m),
+                _ => None,
+            })
+            .flatten();
+        let Some(key) = key else {
+            plan.push(Step::Plain(i));
+            continue;
+        };
+        match open.get(&key).copied() {
+            Some(g) if matches!(&plan[g], Step::Group(m) if m.len() < MAX_GROUP) => {
+                if let Step::Group(m) = &mut plan[g] {
+                    m.push(i);
+                }
+            }
+            _ => {
+                open.insert(key, plan.len());
+                plan.push(Step::Group(vec![i]));
+            }
+        }
+    }
+    plan
 }
 
 /// What a valid attestation covers.
@@ -88,26 +222,30 @@ pub fn attest(raw: &str, signer: &str, key: &ed25519_dalek::SigningKey) -> Optio
 pub struct Covered {
     /// The signer's identity id.
     pub signer: String,
-    /// The object id.
-    pub object: String,
-    /// Its version.
-    pub version: String,
-    /// Its digest.
-    pub digest: String,
+    /// (object id, version) → digest.
+    pub digests: HashMap<(String, String), String>,
+}
+
+impl Covered {
+    /// Whether an object's JSON is a version this attestation covers, with the content
+    /// signed: `None` when it does not cover that version at all.
+    pub fn matches(&self, object: &Map<String, Value>) -> Option<bool> {
+        let id = object.get("id").and_then(Value::as_str)?;
+        let version = version_of(object)?;
+        let d = self.digests.get(&(id.to_owned(), version.to_owned()))?;
+        Some(*d == digest(object))
+    }
 }
 
 /// Checks an attestation's signature with the signer's public key (32 bytes) and returns
-/// what it covers; the caller then compares the digest with the object.
+/// what it covers; the caller then compares digests with the objects.
 pub fn verify(att: &Map<String, Value>, public_key: &[u8; 32]) -> Result<Covered, String> {
-    let field = |k: &str| {
-        att.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("attestation without {k}"))
-    };
-    let sig_b64 = field("signature")?;
+    let sig_b64 = att
+        .get("signature")
+        .and_then(Value::as_str)
+        .ok_or("attestation without signature")?;
     let sig = base64::engine::general_purpose::STANDARD
-        .decode(&sig_b64)
+        .decode(sig_b64)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .ok_or("attestation signature is not 64 bytes of base64")?;
@@ -121,85 +259,182 @@ pub fn verify(att: &Map<String, Value>, public_key: &[u8; 32]) -> Result<Covered
         &ed25519_dalek::Signature::from_bytes(&sig),
     )
     .map_err(|_| "the signature does not verify with the signer's registered key".to_owned())?;
-    let covered = Covered {
-        signer: field("created_by_ref")?,
-        object: field("object_ref")?,
-        version: field("object_modified")?,
-        digest: field("digest")?,
+    let signer = att
+        .get("created_by_ref")
+        .and_then(Value::as_str)
+        .ok_or("attestation without created_by_ref")?;
+    let Some(Value::Array(entries)) = att.get("covers") else {
+        return Err("attestation without covers".into());
     };
-    if att.get("id").and_then(Value::as_str) != Some(&id_for(&covered.object, &covered.version)) {
+    let mut digests = HashMap::with_capacity(entries.len());
+    let mut order = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let field = |k: &str| {
+            e.get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("attestation covers[{i}] without {k}"))
+        };
+        let (id, version, d) = (
+            field("object_ref")?,
+            field("object_modified")?,
+            field("digest")?,
+        );
+        order.push((id, version));
+        digests.insert((id.to_owned(), version.to_owned()), d.to_owned());
+    }
+    if att.get("id").and_then(Value::as_str) != Some(&id_for(order)) {
         return Err("attestation id does not match what it covers".into());
     }
-    Ok(covered)
+    Ok(Covered {
+        signer: signer.to_owned(),
+        digests,
+    })
 }
 
-/// Whether an object's JSON matches what an attestation covers (id, version, digest).
-pub fn matches(object: &Map<String, Value>, covered: &Covered) -> bool {
-    object.get("id").and_then(Value::as_str) == Some(&covered.object)
-        && version_of(object) == Some(&covered.version)
-        && digest(object) == covered.digest
+/// Verifies an attestation against the partner registry: `Ok(None)` when its signer is
+/// not a partner with a registered key (it cannot be checked, and vouches for nothing);
+/// `Err` when the signer is known and the attestation does not verify.
+pub fn verify_registered(
+    policy: &phalanx_policy::Policy,
+    att: &Map<String, Value>,
+) -> Result<Option<(String, Covered)>, String> {
+    let Some(signer) = att.get("created_by_ref").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Some(partner) = policy.partner_by_identity(signer) else {
+        return Ok(None);
+    };
+    let Some(key) = partner.signing_key.as_deref().and_then(key_bytes) else {
+        return Ok(None);
+    };
+    verify(att, &key)
+        .map(|c| Some((partner.id.clone(), c)))
+        .map_err(|e| format!("{e} (signer {})", partner.id))
+}
+
+/// Finds the stored attestations (JSON texts) that claim to cover (id, version).
+pub type StoredLookup<'a> = dyn Fn(&str, &str) -> Result<Vec<String>, String> + 'a;
+
+/// What a batch is checked against besides itself.
+pub struct BatchContext<'a> {
+    /// The partner the batch comes from (`None`: this node's own users).
+    pub source: Option<&'a str>,
+    /// This node's identity: its own objects coming back are refused.
+    pub own_identity: Option<&'a str>,
+    /// The stored attestations claiming to cover (id, version) in the target collection.
+    pub stored: &'a StoredLookup<'a>,
 }
 
 /// What checking the signatures in a batch found: indexes of objects to refuse, with why.
-/// An attestation whose signer is a partner with a registered key must verify, and the
-/// object it covers — when in the same batch — must match its digest; otherwise both are
-/// refused. Attestations of unknown signers are kept unverified (ordinary objects).
+///
+/// - An attestation by a partner with a registered key must verify (else it is refused,
+///   and so are the objects it claims to cover).
+/// - An object a verified attestation covers (in the batch, or stored earlier) must match
+///   the digest signed.
+/// - From a partner that signs ([`phalanx_policy::Policy::requires_signature`]), every
+///   versioned object must be covered by a verified attestation of a registered partner
+///   — its producer, whoever passed it on.
+/// - Objects and attestations this node produced are not taken back.
+///
+/// Attestations of signers that cannot be checked are kept, unverified.
 pub fn check_batch(
     policy: &phalanx_policy::Policy,
     objects: &[phalanx_stix::ValidObject],
+    ctx: &BatchContext<'_>,
 ) -> Vec<(usize, String)> {
-    use std::collections::HashMap;
     let mut refused: Vec<(usize, String)> = Vec::new();
-    // (object id, version) → (attestation index, result)
-    let mut covers: HashMap<(String, String), (usize, Result<Covered, String>)> = HashMap::new();
+    let mut verified: Vec<(String, Covered)> = Vec::new();
+    // (object id, version) → why its attestation was refused
+    let mut bad_claims: HashMap<(String, String), String> = HashMap::new();
+    let mut own = std::collections::HashSet::new();
     for (i, o) in objects.iter().enumerate() {
+        if ctx.own_identity.is_some() && o.str_prop("created_by_ref") == ctx.own_identity {
+            own.insert(i);
+            refused.push((
+                i,
+                "this node produced it: its own data is not taken back".into(),
+            ));
+            continue;
+        }
         if o.object_type() != TYPE {
             continue;
         }
-        let att = o.json();
-        let Some(signer) = att.get("created_by_ref").and_then(Value::as_str) else {
-            continue;
-        };
-        let Some(partner) = policy.partner_by_identity(signer) else {
-            continue;
-        };
-        let Some(key) = partner.signing_key.as_deref().and_then(key_bytes) else {
-            continue;
-        };
-        let target = (
-            att.get("object_ref")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            att.get("object_modified")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-        );
-        let r = verify(att, &key).map_err(|e| format!("{e} (signer {})", partner.id));
-        if let Err(e) = &r {
-            refused.push((i, format!("attestation refused: {e}")));
+        match verify_registered(policy, o.json()) {
+            Ok(Some(v)) => verified.push(v),
+            Ok(None) => {}
+            Err(e) => {
+                for (id, version) in provenance::covered(o.json()) {
+                    bad_claims.insert((id.to_owned(), version.to_owned()), e.clone());
+                }
+                refused.push((i, format!("attestation refused: {e}")));
+            }
         }
-        covers.insert(target, (i, r));
     }
+    let required = ctx.source.is_some_and(|s| policy.requires_signature(s));
+    // From a partner that signs, an object without an attestation in the batch is
+    // looked up among the stored ones (which an earlier envelope or page brought).
+    let signs = ctx
+        .source
+        .and_then(|s| policy.partner(s))
+        .is_some_and(|p| p.signing_key.is_some());
+    // Stored attestations, verified once per batch (by id).
+    let mut stored_cache: HashMap<String, Option<(String, Covered)>> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
-        if o.object_type() == TYPE {
+        if o.object_type() == TYPE || own.contains(&i) {
             continue;
         }
         let Some(version) = version_of(o.json()) else {
-            continue;
+            continue; // SCOs are not attested.
         };
-        let Some((ai, r)) = covers.get(&(o.id().to_owned(), version.to_owned())) else {
+        let key = (o.id().to_owned(), version.to_owned());
+        if let Some(e) = bad_claims.get(&key) {
+            refused.push((i, format!("its signature is refused: {e}")));
             continue;
-        };
-        match r {
-            Err(e) => refused.push((i, format!("its signature is refused: {e}"))),
-            Ok(c) if !matches(o.json(), c) => {
-                let why = "the content differs from what its producer signed (digest mismatch)";
-                refused.push((i, why.to_owned()));
-                refused.push((*ai, format!("attestation refused: {why}")));
+        }
+        // Some(true): a verified attestation covers this content; Some(false): only
+        // other content of this version was signed.
+        let mut found: Option<bool> = None;
+        for (_, c) in &verified {
+            if let Some(ok) = c.matches(o.json()) {
+                found = Some(found.unwrap_or(false) || ok);
             }
-            Ok(_) => {}
+        }
+        if found.is_none() && signs {
+            let stored = match (ctx.stored)(o.id(), version) {
+                Ok(s) => s,
+                Err(e) => {
+                    refused.push((i, e));
+                    continue;
+                }
+            };
+            for raw in stored {
+                let entry = stored_cache.entry(raw.clone()).or_insert_with(|| {
+                    match serde_json::from_str::<Value>(&raw) {
+                        Ok(Value::Object(m)) => verify_registered(policy, &m).ok().flatten(),
+                        _ => None,
+                    }
+                });
+                if let Some((_, c)) = entry
+                    && let Some(ok) = c.matches(o.json())
+                {
+                    found = Some(found.unwrap_or(false) || ok);
+                }
+            }
+        }
+        match found {
+            Some(true) => {}
+            Some(false) => refused.push((
+                i,
+                "the content differs from what its producer signed (digest mismatch)".into(),
+            )),
+            None if required => refused.push((
+                i,
+                format!(
+                    "unsigned: partner {} signs what it shares, and no valid attestation of a registered partner covers this version",
+                    ctx.source.unwrap_or_default()
+                ),
+            )),
+            None => {}
         }
     }
     refused.sort();
@@ -216,8 +451,11 @@ pub fn key_bytes(hex: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
-    fn obj() -> String {
-        r#"{"type":"indicator","spec_version":"2.1","id":"indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f","created":"2026-01-01T00:00:00.000Z","modified":"2026-01-02T00:00:00.000Z","pattern":"[ipv4-addr:value = '198.51.100.3']","pattern_type":"stix","valid_from":"2026-01-01T00:00:00Z","labels":["apt"],"object_marking_refs":["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"]}"#.to_owned()
+    fn obj(ip: &str, labels: &str) -> String {
+        format!(
+            r#"{{"type":"indicator","spec_version":"2.1","id":"indicator--{}","created":"2026-01-01T00:00:00.000Z","modified":"2026-01-02T00:00:00.000Z","pattern":"[ipv4-addr:value = '{ip}']","pattern_type":"stix","valid_from":"2026-01-01T00:00:00Z","labels":[{labels}],"object_marking_refs":["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"]}}"#,
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ip.as_bytes())
+        )
     }
 
     fn map(s: &str) -> Map<String, Value> {
@@ -232,31 +470,63 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let pk = key.verifying_key().to_bytes();
         let signer = "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1";
-        let a = attest(&obj(), signer, &key).unwrap();
-        // Deterministic: the same version signs to the same bytes.
-        assert_eq!(a, attest(&obj(), signer, &key).unwrap());
-        let att = map(&a);
-        assert_eq!(
-            att["object_marking_refs"],
-            map(&obj())["object_marking_refs"]
+        let (x, y) = (
+            obj("198.51.100.3", "\"apt\""),
+            obj("198.51.100.4", "\"apt\""),
         );
+        let a = attest(&[&x, &y], signer, &key).unwrap();
+        // Deterministic: the same versions sign to the same bytes.
+        assert_eq!(a, attest(&[&x, &y], signer, &key).unwrap());
+        let att = map(&a);
+        assert_eq!(att["object_marking_refs"], map(&x)["object_marking_refs"]);
+        assert_eq!(att["object_type"], "indicator");
         let covered = verify(&att, &pk).unwrap();
         assert_eq!(covered.signer, signer);
+        assert_eq!(covered.digests.len(), 2);
         // Key order and whitespace do not matter (RFC 8785); content does.
-        let pretty = serde_json::to_string_pretty(&map(&obj())).unwrap();
-        assert!(matches(&map(&pretty), &covered));
-        let tampered = obj().replace("198.51.100.3", "198.51.100.4");
-        assert!(!matches(&map(&tampered), &covered));
+        let pretty = serde_json::to_string_pretty(&map(&x)).unwrap();
+        assert_eq!(covered.matches(&map(&pretty)), Some(true));
+        let tampered = x.replace("apt", "crime");
+        assert_eq!(covered.matches(&map(&tampered)), Some(false));
+        let other = obj("198.51.100.5", "\"apt\"");
+        assert_eq!(covered.matches(&map(&other)), None);
         // Another key, or an edited attestation, fails.
-        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32])
+        let wrong = ed25519_dalek::SigningKey::from_bytes(&[8; 32])
             .verifying_key()
             .to_bytes();
-        assert!(verify(&att, &other).is_err());
+        assert!(verify(&att, &wrong).is_err());
         let mut edited = att.clone();
-        edited.insert("digest".into(), "sha256:00".into());
+        edited["covers"][0]["digest"] = "sha256:00".into();
         assert!(verify(&edited, &pk).is_err());
-        // SCOs (unversioned) are not attested.
+        // Objects with other labels do not share an attestation; SCOs are not attested.
+        let z = obj("198.51.100.6", "\"crime\"");
+        assert!(attest(&[&x, &z], signer, &key).is_err());
         let sco = r#"{"type":"ipv4-addr","id":"ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4","value":"198.51.100.3"}"#;
-        assert!(attest(sco, signer, &key).is_none());
+        assert!(attest(&[sco], signer, &key).is_err());
+    }
+
+    #[test]
+    fn a_page_is_grouped_with_each_attestation_before_its_objects() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let signer = "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1";
+        let sco = r#"{"type":"ipv4-addr","id":"ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4","value":"198.51.100.3"}"#;
+        let objs = [
+            obj("10.0.0.1", "\"a\""),
+            obj("10.0.0.2", "\"b\""),
+            obj("10.0.0.3", "\"a\""),
+            sco.to_owned(),
+            obj("10.0.0.4", "\"a\""),
+        ];
+        let texts: Vec<&str> = objs.iter().map(String::as_str).collect();
+        // The fifth came from a partner: not signed here.
+        let items = sign_page(&texts, &[true, true, true, true, false], signer, &key);
+        let shape: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Item::Attestation(a) => format!("A{}", map(a)["covers"].as_array().unwrap().len()),
+                Item::Object(i) => i.to_string(),
+            })
+            .collect();
+        assert_eq!(shape, ["A2", "0", "2", "A1", "1", "3", "4"]);
     }
 }

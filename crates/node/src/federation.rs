@@ -134,7 +134,8 @@ impl Node {
             }
         }
         // Signatures that do not verify, or objects that differ from what was signed.
-        let refused = crate::attest::check_batch(&*self.policy()?, &valid);
+        let refused =
+            self.check_signatures(&*self.policy()?, &feed.local, Some(&feed.partner), &valid)?;
         if !refused.is_empty() {
             out.invalid += refused.len();
             let drop: std::collections::HashSet<usize> =

@@ -840,7 +840,8 @@ impl Node {
         // match the object it covers, or both are refused.
         let policy = self.policy()?;
         let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
-        let refused = attest::check_batch(&policy, &valid);
+        let source = (!local).then_some(caller.org.as_str());
+        let refused = self.check_signatures(&policy, &c.id, source, &valid)?;
         if !refused.is_empty() {
             let mut map = vec![None; valid.len()];
             let mut kept = Vec::with_capacity(valid.len());
@@ -878,8 +879,7 @@ impl Node {
                 local,
             )
         };
-        // What a partner (or outsider) posts is recorded as coming from it.
-        let source = (!local).then_some(caller.org.as_str());
+        // What a partner (or outsider) posts is recorded as coming from it (`source`).
         // The status is written in the objects' transaction: acknowledged together.
         let mut status = None;
         self.store
@@ -975,15 +975,25 @@ pub(crate) fn check_all(
             }),
         },
     };
+    parallel_map(raws, 128, check)
+}
+
+/// `f` over `items`, on every core when there are at least `min` items; results in order.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    min: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if raws.len() < 128 || threads < 2 {
-        return raws.iter().map(check).collect();
+    if items.len() < min.max(2) || threads < 2 {
+        return items.iter().map(&f).collect();
     }
-    let per = raws.len().div_ceil(threads);
+    let per = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = raws
+        let handles: Vec<_> = items
             .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(check).collect::<Vec<_>>()))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

@@ -224,24 +224,34 @@ impl Node {
             return Ok(items);
         }
         // A peer node's reads are federation; and federation never sends an object back
-        // to the partner it came from (no loops).
+        // to the partner it came from, nor to the partner that produced it (no loops).
         let purpose = if caller.is_peer() && purpose == Purpose::Read {
             Purpose::Federate
         } else {
             purpose
         };
         let items = if purpose == Purpose::Federate {
+            let identity = policy.partner(&caller.org).map(|p| p.identity.as_str());
             items
                 .into_iter()
-                .filter(|o| o.facts.source.as_deref() != Some(caller.org.as_str()))
+                .filter(|o| {
+                    o.facts.source.as_deref() != Some(caller.org.as_str())
+                        && (identity.is_none() || o.facts.producer.as_deref() != identity)
+                })
                 .collect()
         } else {
             items
         };
         let mut out = Vec::with_capacity(items.len());
         for mut o in items {
+            // An attestation goes where the objects it covers go: decided as their type.
+            let subject_type = if o.object_type == crate::attest::TYPE {
+                self.attestation_subject(&collection.id, &o)?
+            } else {
+                None
+            };
             let subject = Subject {
-                object_type: &o.object_type,
+                object_type: subject_type.as_deref().unwrap_or(&o.object_type),
                 collection: &collection.id,
                 facts: &o.facts,
             };
@@ -305,8 +315,9 @@ impl Node {
         })
     }
 
-    /// Whether a stored object version carries a valid signature of its producer: its
-    /// attestation (in the same collection) checked against the partner registry.
+    /// Whether a stored object version carries a valid signature of its producer: the
+    /// attestations stored in the same collection that claim to cover it, checked
+    /// against the partner registry.
     pub fn signature_status(
         &self,
         policy: &phalanx_policy::Policy,
@@ -324,50 +335,110 @@ impl Node {
         else {
             return Ok("signature: none (unversioned object)".into());
         };
-        let q = ObjectQuery {
-            ids: vec![attest::id_for(&o.id, version)],
-            versions: VersionFilter::all(),
-            ..ObjectQuery::new(collection)
-        };
-        let Some(a) = self.store().query(&q)?.items.into_iter().next() else {
-            return Ok(match &o.facts.source {
-                Some(src) => format!("signature: none (received unsigned from {src})"),
-                None => {
-                    "signature: none stored (this node signs what it produced when it pushes it)"
-                        .into()
+        let mut unverified = None;
+        let mut failure = None;
+        for raw in self.store().attestations_of(collection, &o.id, version)? {
+            let Ok(serde_json::Value::Object(att)) = serde_json::from_str(&raw) else {
+                continue;
+            };
+            match attest::verify_registered(policy, &att) {
+                Ok(Some((partner, c))) => match c.matches(&obj) {
+                    Some(true) => {
+                        return Ok(format!(
+                            "signature: verified — produced and signed by partner {partner}"
+                        ));
+                    }
+                    Some(false) => {
+                        failure = Some(format!(
+                            "signature: FAILS — the content differs from what {partner} signed"
+                        ));
+                    }
+                    None => {}
+                },
+                Ok(None) => {
+                    let signer = att
+                        .get("created_by_ref")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("");
+                    unverified = Some(match policy.partner_by_identity(signer) {
+                        Some(p) => format!(
+                            "signature: by partner {}, who has no registered key: unverified",
+                            p.id
+                        ),
+                        None => {
+                            format!("signature: by {signer}, not a registered partner: unverified")
+                        }
+                    });
                 }
-            });
-        };
-        let Ok(serde_json::Value::Object(att)) = serde_json::from_str(&a.raw) else {
-            return Ok("signature: attestation unreadable".into());
-        };
-        let signer = att
-            .get("created_by_ref")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
-        let Some(p) = policy.partner_by_identity(signer) else {
-            return Ok(format!(
-                "signature: by {signer}, not a registered partner: unverified"
-            ));
-        };
-        let Some(key) = p.signing_key.as_deref().and_then(attest::key_bytes) else {
-            return Ok(format!(
-                "signature: by partner {}, who has no registered key: unverified",
-                p.id
-            ));
-        };
-        Ok(match attest::verify(&att, &key) {
-            Ok(c) if attest::matches(&obj, &c) => {
-                format!(
-                    "signature: verified — produced and signed by partner {}",
-                    p.id
-                )
+                Err(e) => failure = Some(format!("signature: FAILS — {e}")),
             }
-            Ok(_) => format!(
-                "signature: FAILS — the content differs from what {} signed",
-                p.id
-            ),
-            Err(e) => format!("signature: FAILS — {e}"),
+        }
+        if let Some(s) = failure.or(unverified) {
+            return Ok(s);
+        }
+        Ok(match &o.facts.source {
+            Some(src) => format!("signature: none (received unsigned from {src})"),
+            None => {
+                "signature: none stored (this node signs what it produced when it pushes it)".into()
+            }
+        })
+    }
+
+    /// This node's STIX identity id (`None` before `phalanx init` or the first `serve`).
+    pub fn own_identity(&self) -> Result<Option<String>> {
+        Ok(self
+            .store()
+            .setting("node.identity")?
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["id"].as_str().map(str::to_owned)))
+    }
+
+    /// Checks the signatures of a batch about to be stored in `collection` (see
+    /// [`crate::attest::check_batch`]).
+    pub(crate) fn check_signatures(
+        &self,
+        policy: &phalanx_policy::Policy,
+        collection: &str,
+        source: Option<&str>,
+        objects: &[phalanx_stix::ValidObject],
+    ) -> Result<Vec<(usize, String)>> {
+        let own = self.own_identity()?;
+        let stored = |id: &str, version: &str| {
+            self.store()
+                .attestations_of(collection, id, version)
+                .map_err(|e| format!("cannot read the stored attestations: {e}"))
+        };
+        Ok(crate::attest::check_batch(
+            policy,
+            objects,
+            &crate::attest::BatchContext {
+                source,
+                own_identity: own.as_deref(),
+                stored: &stored,
+            },
+        ))
+    }
+
+    /// The type of the objects an attestation covers (its text is fetched for a manifest
+    /// record).
+    fn attestation_subject(&self, collection: &str, o: &StoredObject) -> Result<Option<String>> {
+        let fetched;
+        let raw = if o.raw.is_empty() {
+            match self.stored_text(collection, o)? {
+                Some(t) => {
+                    fetched = t;
+                    &fetched
+                }
+                None => return Ok(None),
+            }
+        } else {
+            &o.raw
+        };
+        Ok(match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Object(m)) => {
+                phalanx_policy::provenance::subject_type(&m).map(str::to_owned)
+            }
+            _ => None,
         })
     }
 

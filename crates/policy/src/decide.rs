@@ -178,6 +178,9 @@ pub struct Defaults {
     pub tlp: Tlp,
     /// PAP of objects without a PAP marking (default AMBER: no active use).
     pub pap: Pap,
+    /// What happens to unsigned data from a partner with a registered signing key
+    /// (default: refused).
+    pub unsigned: Unsigned,
 }
 
 impl Default for Defaults {
@@ -185,8 +188,20 @@ impl Default for Defaults {
         Defaults {
             tlp: Tlp::Amber,
             pap: Pap::Amber,
+            unsigned: Unsigned::Reject,
         }
     }
+}
+
+/// The rule for object versions received, without a valid attestation, from a partner
+/// that signs (has a registered key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsigned {
+    /// Refuse them (the default): a partner configured to sign sends only what a known
+    /// producer signed.
+    Reject,
+    /// Store them (marked unsigned: `policy explain` says so).
+    Accept,
 }
 
 /// Everything the decision depends on besides the object: the node's organisation and
@@ -284,6 +299,15 @@ impl Policy {
     /// `created_by_ref`).
     pub fn partner_by_identity(&self, identity: &str) -> Option<&Partner> {
         self.partners.values().find(|p| p.identity == identity)
+    }
+
+    /// Whether object versions received from `source` must carry a valid attestation:
+    /// the partner has a registered signing key and the node refuses unsigned data.
+    pub fn requires_signature(&self, source: &str) -> bool {
+        self.defaults.unsigned == Unsigned::Reject
+            && self
+                .partner(source)
+                .is_some_and(|p| p.signing_key.is_some())
     }
 
     /// The agreements (latest versions).

@@ -35,6 +35,10 @@ pub struct Facts {
     pub granular: Vec<Granular>,
     /// The partner this version was received from (`None`: produced or imported locally).
     pub source: Option<String>,
+    /// Who the object says produced it: its `created_by_ref` (an identity id). A claim,
+    /// which an attestation can prove; the node never sends an object back to its
+    /// producer, nor stores its own objects coming back.
+    pub producer: Option<String>,
 }
 
 impl Facts {
@@ -73,6 +77,10 @@ impl Facts {
             },
             granular,
             source: source.map(str::to_owned),
+            producer: object
+                .get("created_by_ref")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }
     }
 

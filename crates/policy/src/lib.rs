@@ -48,10 +48,13 @@ pub mod agreement;
 mod decide;
 pub mod facts;
 pub mod partner;
+pub mod provenance;
 mod redact;
 
 pub use agreement::{Agreement, AgreementDoc, AgreementError, AgreementStatus, Onward};
-pub use decide::{Decision, Defaults, Policy, Purpose, Reason, Recipient, Subject, Verdict};
+pub use decide::{
+    Decision, Defaults, Policy, Purpose, Reason, Recipient, Subject, Unsigned, Verdict,
+};
 pub use facts::{Facts, Granular, Level};
 pub use partner::{Partner, Sector};
 pub use redact::redact;

@@ -536,6 +536,7 @@ fn tlp_by_agreement_state_by_recipient_by_purpose() {
                     Defaults {
                         tlp: t,
                         pap: Pap::Amber,
+                        ..Defaults::default()
                     },
                 ),
             };
@@ -812,6 +813,7 @@ fn pap_export_for_blocking() {
         let defaults = Defaults {
             tlp: Tlp::Amber,
             pap: *node_pap,
+            ..Defaults::default()
         };
         let policy = policy_with(specs, defaults);
         let mut o = obj(*tlp).pap(*pap);
@@ -1181,7 +1183,8 @@ fn recipients_partners_and_removed_partners() {
         policy.defaults(),
         Defaults {
             tlp: Tlp::Amber,
-            pap: Pap::Amber
+            pap: Pap::Amber,
+            unsigned: phalanx_policy::Unsigned::Reject,
         }
     );
     assert_eq!(policy.recipient(OWN), Recipient::Local);

@@ -462,6 +462,7 @@ async fn check_world(w: &World, limit: usize, stats: &mut Stats) -> Result<(), T
     let (node, dir) = Server::node(Defaults {
         tlp: w.default_tlp,
         pap: w.default_pap,
+        ..Defaults::default()
     });
     let now = phalanx_node::now_micros();
     let mut coll_ids = BTreeMap::new();

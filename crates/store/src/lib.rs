@@ -506,6 +506,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Tombstone>>;
     /// Moves a push feed's recall cursor forward to `seq`.
     fn feed_recalled(&self, id: i64, seq: i64) -> Result<()>;
+    /// The JSON text of the stored attestations in a collection that claim to cover an
+    /// object version (`version` as the object states it), oldest first. Claims only:
+    /// the caller verifies them.
+    fn attestations_of(&self, collection: &str, id: &str, version: &str) -> Result<Vec<String>>;
     /// Number of object versions in a collection.
     fn count(&self, collection: &str) -> Result<u64>;
     /// Number of object versions in the whole store.

@@ -10,13 +10,14 @@ use crate::{
     VersionFilter,
 };
 use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
+use phalanx_policy::provenance::ATTESTATION;
 use phalanx_policy::{Facts, Partner};
 use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -144,6 +145,21 @@ CREATE INDEX tombstones_by_collection ON tombstones (collection, seq);
 ALTER TABLE feeds ADD COLUMN tomb_cursor BIGINT;
 ";
 
+/// Version 6: each version's producer (its `created_by_ref`), and an index of what
+/// stored attestations claim to cover, so an object can find the attestation that
+/// arrived in an earlier page or envelope.
+const SCHEMA_V6: &str = "
+ALTER TABLE objects ADD COLUMN producer TEXT;
+ALTER TABLE tombstones ADD COLUMN producer TEXT;
+CREATE TABLE attested (
+    collection INTEGER NOT NULL,
+    stix_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    attestation INTEGER NOT NULL
+);
+CREATE INDEX attested_by_object ON attested (collection, stix_id, version);
+";
+
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
 /// and WAL lets other processes (a CLI next to a running server) read meanwhile.
 pub struct SqliteStore {
@@ -254,17 +270,23 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
-            1 | 2 => {
+            // Each step brings a store from version n to n + 1; all in one transaction.
+            1..SCHEMA_VERSION => {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                if version == 1 {
-                    tx.execute_batch(SCHEMA_V2)?;
+                for from in version..SCHEMA_VERSION {
+                    match from {
+                        1 => tx.execute_batch(SCHEMA_V2)?,
+                        2 => tx.execute_batch(SCHEMA_V3)?,
+                        3 => tx.execute_batch(SCHEMA_V4)?,
+                        4 => tx.execute_batch(SCHEMA_V5)?,
+                        _ => tx.execute_batch(SCHEMA_V6)?,
+                    }
                 }
-                tx.execute_batch(SCHEMA_V3)?;
-                backfill_facts(&tx)?;
+                backfill_facts(&tx, version < 3)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
                 tx.commit()?;
             }
@@ -355,7 +377,7 @@ impl SqliteStore {
     fn select(&self, q: &ObjectQuery, with_raw: bool) -> Result<Page<StoredObject>> {
         let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
         sql.push_str(if with_raw { "raw" } else { "''" });
-        sql.push_str(", tlp, pap, labels, granular, source");
+        sql.push_str(", tlp, pap, labels, granular, source, producer");
         sql.push_str(" FROM objects WHERE collection = ?");
         let conn = self.reader()?;
         let mut args: Vec<rusqlite::types::Value> =
@@ -483,8 +505,8 @@ fn insert_one(
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw,
-                 tlp, pap, labels, granular, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 tlp, pap, labels, granular, source, producer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 collection,
@@ -501,11 +523,15 @@ fn insert_one(
                 labels_text(&facts.labels),
                 facts.granular_text(),
                 source,
+                facts.producer,
             ]);
-        return or_exists(inserted, || {
+        or_exists(inserted, || {
             format!("date_added {date_added} in collection {collection}")
-        })
-        .map(|_| IngestOutcome::Added { date_added });
+        })?;
+        if o.object_type() == ATTESTATION {
+            index_attestation(tx, collection, tx.last_insert_rowid(), o.json())?;
+        }
+        return Ok(IngestOutcome::Added { date_added });
     };
     // The (id, version) is taken: the same content is a duplicate, anything else a conflict.
     let same = raw == o.raw()
@@ -781,7 +807,9 @@ impl Store for SqliteStore {
         }
         // Each deleted version leaves a tombstone in the same transaction, with its facts,
         // so push feeds can recall it from the peers the policy let it go to.
-        sql.push_str(" RETURNING stix_id, type, version, tlp, pap, labels, granular, source");
+        sql.push_str(
+            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer",
+        );
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = {
             let mut stmt = tx.prepare(&sql)?;
@@ -796,16 +824,17 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut insert = tx.prepare(
-                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
-            for (id, ty, version, tlp, pap, labels, granular, source) in &rows {
+            for (id, ty, version, tlp, pap, labels, granular, source, producer) in &rows {
                 insert.execute(params![
-                    cseq, id, ty, version, tlp, pap, labels, granular, source
+                    cseq, id, ty, version, tlp, pap, labels, granular, source, producer
                 ])?;
             }
             rows.len()
@@ -823,7 +852,7 @@ impl Store for SqliteStore {
         let conn = self.reader()?;
         let cseq = collection_seq(&conn, collection)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source FROM tombstones
+            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer FROM tombstones
              WHERE collection = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         Ok(stmt
@@ -836,6 +865,18 @@ impl Store for SqliteStore {
                     facts: facts_from_row(r, 4)?,
                 })
             })?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn attestations_of(&self, collection: &str, id: &str, version: &str) -> Result<Vec<String>> {
+        let conn = self.reader()?;
+        let cseq = collection_seq(&conn, collection)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.raw FROM attested a JOIN objects o ON o.seq = a.attestation
+             WHERE a.collection = ?1 AND a.stix_id = ?2 AND a.version = ?3 ORDER BY a.attestation",
+        )?;
+        Ok(stmt
+            .query_map(params![cseq, id, version], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -1219,7 +1260,8 @@ fn labels_text(labels: &[String]) -> Option<String> {
     (!labels.is_empty()).then(|| serde_json::to_string(labels).unwrap_or_default())
 }
 
-/// The sharing facts in columns `first..first+5` (tlp, pap, labels, granular, source).
+/// The sharing facts in columns `first..first+6` (tlp, pap, labels, granular, source,
+/// producer).
 fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts> {
     let corrupt = |what: &str| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -1250,30 +1292,55 @@ fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts
             None => Vec::new(),
         },
         source: r.get(first + 4)?,
+        producer: r.get(first + 5)?,
     })
 }
 
-/// Computes the sharing facts of objects stored before schema 3.
-fn backfill_facts(tx: &Transaction<'_>) -> Result<()> {
-    let rows: Vec<(i64, String)> = tx
-        .prepare("SELECT seq, raw FROM objects")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+/// Computes the facts a store of an older schema lacks: markings (`markings`: before
+/// schema 3), producers and the attestation index (before schema 6).
+fn backfill_facts(tx: &Transaction<'_>, markings: bool) -> Result<()> {
+    let rows: Vec<(i64, i64, String)> = tx
+        .prepare("SELECT seq, collection, raw FROM objects")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut update = tx.prepare(
         "UPDATE objects SET tlp = ?2, pap = ?3, labels = ?4, granular = ?5 WHERE seq = ?1",
     )?;
-    for (seq, raw) in rows {
+    let mut producer = tx.prepare("UPDATE objects SET producer = ?2 WHERE seq = ?1")?;
+    for (seq, collection, raw) in rows {
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&raw) else {
             return Err(StoreError::Corrupt(format!("object row {seq} is not JSON")));
         };
         let f = Facts::of(&map, None);
-        update.execute(params![
-            seq,
-            f.tlp.map(tlp_code),
-            f.pap.map(pap_code),
-            labels_text(&f.labels),
-            f.granular_text()
-        ])?;
+        if markings {
+            update.execute(params![
+                seq,
+                f.tlp.map(tlp_code),
+                f.pap.map(pap_code),
+                labels_text(&f.labels),
+                f.granular_text()
+            ])?;
+        }
+        producer.execute(params![seq, f.producer])?;
+        if map.get("type").and_then(serde_json::Value::as_str) == Some(ATTESTATION) {
+            index_attestation(tx, collection, seq, &map)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records what a stored attestation (row `seq`) claims to cover.
+fn index_attestation(
+    tx: &Transaction<'_>,
+    collection: i64,
+    seq: i64,
+    att: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO attested (collection, stix_id, version, attestation) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (id, version) in phalanx_policy::provenance::covered(att) {
+        insert.execute(params![collection, id, version, seq])?;
     }
     Ok(())
 }

@@ -259,7 +259,9 @@ fn schema_2_stores_migrate_and_their_facts_are_computed() {
             "ALTER TABLE objects DROP COLUMN tlp; ALTER TABLE objects DROP COLUMN pap;
              ALTER TABLE objects DROP COLUMN labels; ALTER TABLE objects DROP COLUMN granular;
              ALTER TABLE objects DROP COLUMN source; DROP TABLE partners; DROP TABLE agreements;
-             DELETE FROM settings WHERE key = 'policy.generation'; PRAGMA user_version = 2;",
+             DELETE FROM settings WHERE key = 'policy.generation';
+             DROP TABLE feeds; DROP TABLE tombstones; DROP TABLE attested;
+             ALTER TABLE objects DROP COLUMN producer; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -270,6 +272,52 @@ fn schema_2_stores_migrate_and_their_facts_are_computed() {
     assert_eq!(items[0].facts.labels.len(), 2);
     assert_eq!(items[1].facts.tlp, None);
     assert_eq!(s.agreements().unwrap(), vec![]);
+    // The later schemas' tables came too (each step from 2 up to the current one).
+    assert_eq!(s.feeds().unwrap(), vec![]);
+    assert_eq!(s.tombstones(&c, None, 10).unwrap(), vec![]);
+    assert_eq!(
+        s.attestations_of(&c, "x", "y").unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn attestations_are_indexed_by_what_they_claim_to_cover() {
+    let (_d, s, c) = setup();
+    let att = serde_json::json!({
+        "type": "x-phalanx-attestation", "spec_version": "2.1",
+        "id": "x-phalanx-attestation--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+        "created_by_ref": "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1",
+        "object_type": "indicator",
+        "covers": [
+            {"object_ref": "indicator--1", "object_modified": "2026-01-01T00:00:00.000Z", "digest": "sha256:00"},
+            {"object_ref": "indicator--2", "object_modified": "2026-01-01T00:00:00.000Z", "digest": "sha256:11"}
+        ],
+        "signature": "AA=="
+    });
+    let v = phalanx_stix::validate(
+        phalanx_stix::StixObject::parse(att.to_string().as_bytes(), 64).unwrap(),
+    )
+    .unwrap()
+    .0;
+    s.ingest(&c, &[v], 10).unwrap();
+    let found = s
+        .attestations_of(&c, "indicator--2", "2026-01-01T00:00:00.000Z")
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].contains("sha256:11"));
+    assert!(
+        s.attestations_of(&c, "indicator--2", "2026-02-01T00:00:00.000Z")
+            .unwrap()
+            .is_empty()
+    );
+    // The facts record the producer.
+    let stored = s.query(&ObjectQuery::new(&c)).unwrap().items;
+    assert_eq!(
+        stored[0].facts.producer.as_deref(),
+        Some("identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1")
+    );
 }
 
 #[test]

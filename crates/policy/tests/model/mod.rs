@@ -366,6 +366,7 @@ pub fn resolve_at(w: &World, base: i64) -> (Vec<String>, Vec<Agr>, Vec<Obj>) {
                     let s = usize::from(s) % (w.n + 1);
                     if s == w.n { GHOST.to_string() } else { pid(s) }
                 }),
+                producer: None,
             },
         })
         .collect();
@@ -484,6 +485,7 @@ pub fn build_policy(w: &World, partners: &[String], agrs: &[Agr]) -> Policy {
         Defaults {
             tlp: w.default_tlp,
             pap: w.default_pap,
+            ..Defaults::default()
         },
         partners.iter().map(|p| partner(p)).collect(),
         checked,
