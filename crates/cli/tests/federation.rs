@@ -671,6 +671,21 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
     });
     assert_eq!(distinct(b).len(), 2);
     assert_eq!(distinct(c).len(), 1);
+    // A marking upgrade: a GREEN indicator that reached C is re-marked RED on A (a new
+    // version). A recalls it from B, and B's deletion recalls it from C.
+    let green2 = indicator(GREEN);
+    a.import("intel", std::slice::from_ref(&green2));
+    let g2 = green2["id"].as_str().unwrap().to_owned();
+    eventually("the new GREEN indicator on C", || {
+        c.ids("intel").contains(&g2)
+    });
+    let mut red2 = green2.clone();
+    red2["modified"] = json!("2026-07-01T00:00:00.000Z");
+    red2["object_marking_refs"] = json!([RED]);
+    a.import("intel", &[red2]);
+    eventually("the upgrade's recall on B and C", || {
+        !b.ids("intel").contains(&g2) && !c.ids("intel").contains(&g2)
+    });
     for n in nodes.iter_mut() {
         n.stop();
     }

@@ -424,6 +424,29 @@ async fn push(
                 }
             }
         }
+        // Marking upgrades: the partner deletes the object it may no longer hold (and
+        // its own push feeds pass the deletion on).
+        if !out.recalls.is_empty() {
+            let col = &collection(client, cache, &feed.remote).await?.col;
+            for id in &out.recalls {
+                match client
+                    .delete_object(
+                        col,
+                        id,
+                        &Filters {
+                            versions: Some(phalanx_taxii::VersionFilter::all()),
+                            ..Filters::default()
+                        },
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.http_status() == Some(404) => {}
+                    Err(e) => return Err(format!("DELETE {id} (recall): {}", describe(&e))),
+                }
+            }
+            tracing::info!(feed = feed.id, partner = %feed.partner, "recalled {} objects whose new version the partner may not receive", out.recalls.len());
+        }
         let n = node.clone();
         let id = feed.id;
         blocking(move || {

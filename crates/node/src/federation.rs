@@ -36,6 +36,10 @@ pub struct Outgoing {
     pub cursor: Option<i64>,
     /// Stored rows considered (a full page means more may follow).
     pub scanned: usize,
+    /// Objects to recall from the partner (every version): a new version it may not
+    /// receive (a marking upgrade, GREEN → RED) of an object whose earlier versions it
+    /// may — and so holds.
+    pub recalls: Vec<String>,
 }
 
 impl Node {
@@ -188,11 +192,49 @@ impl Node {
             write: Access::None,
             admin: false,
         };
+        // Versions the partner may not receive, of objects that had earlier versions.
+        let candidates: Vec<(String, i64)> = page
+            .items
+            .iter()
+            .filter(|o| o.facts.source.as_deref() != Some(feed.partner.as_str()))
+            .filter(|o| is_later_version(&o.raw))
+            .map(|o| (o.id.clone(), o.date_added))
+            .collect();
         let objects = self.egress(&peer, &c, Purpose::Federate, page.items, now_us)?;
+        let mut recalls: Vec<String> = Vec::new();
+        for (id, date_added) in candidates {
+            if recalls.contains(&id)
+                || objects
+                    .iter()
+                    .any(|o| o.id == id && o.date_added == date_added)
+            {
+                continue;
+            }
+            let q = ObjectQuery {
+                ids: vec![id.clone()],
+                versions: VersionFilter::all(),
+                limit: self.config().max_page,
+                ..ObjectQuery::new(&c.id)
+            };
+            let earlier: Vec<StoredObject> = self
+                .store()
+                .query(&q)?
+                .items
+                .into_iter()
+                .filter(|o| o.date_added < date_added)
+                .collect();
+            if !self
+                .egress(&peer, &c, Purpose::Federate, earlier, now_us)?
+                .is_empty()
+            {
+                recalls.push(id);
+            }
+        }
         Ok(Outgoing {
             objects,
             cursor,
             scanned,
+            recalls,
         })
     }
 
@@ -253,5 +295,24 @@ impl Node {
             FeedDirection::Pull => Ok(feed.last_ok_us.map(|t| (now_us - t).max(0))),
             FeedDirection::Accept => Ok(None),
         }
+    }
+}
+
+/// Whether an object's JSON is a later version (`modified` after `created`): only those
+/// can have earlier versions a partner holds.
+fn is_later_version(raw: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Times<'a> {
+        #[serde(borrow)]
+        created: Option<&'a str>,
+        #[serde(borrow)]
+        modified: Option<&'a str>,
+    }
+    match serde_json::from_str::<Times<'_>>(raw) {
+        Ok(Times {
+            created: Some(c),
+            modified: Some(m),
+        }) => c != m,
+        _ => false,
     }
 }
