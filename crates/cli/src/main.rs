@@ -13,6 +13,7 @@ mod bench_taxii;
 mod datadir;
 mod export;
 mod ingest;
+mod pattern;
 mod peer;
 mod pki;
 mod report;
@@ -101,6 +102,9 @@ enum Command {
     /// A small certificate authority for test and exercise federations
     #[command(subcommand)]
     Pki(pki::PkiCmd),
+    /// STIX 2.1 patterns: check one, or evaluate it against observed-data
+    #[command(subcommand)]
+    Pattern(pattern::PatternCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             peer::run(&cli.data, json, cmd)?;
             Ok(Status::Ok)
         }
+        Command::Pattern(cmd) => pattern::run(json, cmd),
         Command::Pki(cmd) => {
             pki::run(cmd, json)?;
             Ok(Status::Ok)

@@ -407,3 +407,77 @@ fn backup_and_restore_reproduce_the_same_view() {
     assert_eq!(bundle["objects"].as_array().unwrap().len(), 1);
     assert_eq!(bundle["objects"][0]["modified"], "2026-03-01T00:00:00.000Z");
 }
+
+#[test]
+fn pattern_check_and_match_answer_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    // (pattern, exit code, what stdout or stderr says)
+    let checks: &[(&str, i32, &str)] = &[
+        (
+            "[domain-name:value=='evil.example']",
+            0,
+            "[domain-name:value = 'evil.example']",
+        ),
+        (
+            "[ipv4-addr:value = '198.51.100.7' AND ]",
+            1,
+            "expected an object path, 'NOT', 'EXISTS' or '(' at 38..39, found ']'",
+        ),
+        ("[x:y = 1] REPEATS 0 TIMES", 1, "REPEATS needs at least 1"),
+        (
+            "[file:hashes.'SHA-256' = 'f00']",
+            0,
+            "'f00' is not a valid SHA-256 hash",
+        ),
+    ];
+    for (pattern, code, says) in checks {
+        let out = phalanx(&data, &["pattern", "check", pattern]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(*code), "{pattern}: {text}");
+        assert!(text.contains(says), "{pattern}: {text}");
+    }
+    let observed = dir.path().join("observed.json");
+    std::fs::write(
+        &observed,
+        serde_json::json!({"type": "bundle", "id": "bundle--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061", "objects": [
+            {"type": "observed-data", "spec_version": "2.1", "id": "observed-data--b67d30ff-02ac-498a-92f9-32f845f448cf",
+             "created": "2016-04-06T19:58:16.000Z", "modified": "2016-04-06T19:58:16.000Z",
+             "first_observed": "2015-12-21T19:00:00Z", "last_observed": "2015-12-21T19:00:00Z",
+             "number_observed": 1, "object_refs": ["ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd"]},
+            {"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd",
+             "value": "198.51.100.7"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let obs = observed.to_string_lossy();
+    let run = |pattern: &str| {
+        phalanx(
+            &data,
+            &["--json", "pattern", "match", pattern, "--observed", &obs],
+        )
+    };
+    let hit = run("[ipv4-addr:value ISSUBSET '198.51.100.0/24']");
+    assert_eq!(hit.status.code(), Some(0), "{}", show(&hit));
+    let v: Value = serde_json::from_slice(&hit.stdout).unwrap();
+    assert_eq!(v["match"], true);
+    assert_eq!(
+        v["observed_data_refs"][0],
+        "observed-data--b67d30ff-02ac-498a-92f9-32f845f448cf"
+    );
+    let miss = run("[ipv4-addr:value = '10.0.0.1']");
+    assert_eq!(miss.status.code(), Some(1), "{}", show(&miss));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&miss.stdout).unwrap()["match"],
+        false
+    );
+    // A pattern that does not parse cannot be evaluated: exit 3 with the reason.
+    let bad = run("[ipv4-addr:value = ]");
+    assert_eq!(bad.status.code(), Some(3), "{}", show(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid pattern"));
+}
