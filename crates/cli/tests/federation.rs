@@ -338,6 +338,20 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
         (12, 12),
         "every version exactly once"
     );
+    // Terminating the agreement on A recalls from B's inbox what A pushed under it; a
+    // CLEAR indicator, which needs no agreement, stays. (What B pulled is not recalled:
+    // TAXII gives a server no channel to a client that pulled.)
+    let clear = vec![indicator(CLEAR)];
+    a.import("intel", &clear);
+    eventually("the CLEAR indicator", || {
+        b.ids("inbox").contains(&sorted_ids(&clear)[0])
+    });
+    a.cli(&["agreement", "terminate", "ab"]);
+    eventually("the termination recall", || {
+        b.ids("inbox") == sorted_ids(&clear)
+    });
+    let pulled = b.ids("from-a");
+    assert!(want.iter().all(|id| pulled.contains(id)), "{pulled:?}");
     a.stop();
     b.stop();
 }

@@ -224,10 +224,15 @@ async fn feed_task(
             FeedDirection::Push => cfg.push_interval,
             _ => cfg.pull_interval,
         };
-        let wait = if !active {
+        // Without an agreement in force nothing flows, but a push feed still owes the
+        // recalls of agreements that were terminated.
+        let wait = if !active && feed.direction != FeedDirection::Push {
             idle
         } else {
             let round = match feed.direction {
+                FeedDirection::Push if !active => {
+                    recall_terminated(&node, &client, &mut remote, &feed, &cfg).await
+                }
                 FeedDirection::Pull => {
                     pull(
                         &node,
@@ -427,24 +432,7 @@ async fn push(
         // Marking upgrades: the partner deletes the object it may no longer hold (and
         // its own push feeds pass the deletion on).
         if !out.recalls.is_empty() {
-            let col = &collection(client, cache, &feed.remote).await?.col;
-            for id in &out.recalls {
-                match client
-                    .delete_object(
-                        col,
-                        id,
-                        &Filters {
-                            versions: Some(phalanx_taxii::VersionFilter::all()),
-                            ..Filters::default()
-                        },
-                    )
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(e) if e.http_status() == Some(404) => {}
-                    Err(e) => return Err(format!("DELETE {id} (recall): {}", describe(&e))),
-                }
-            }
+            delete_all(client, cache, feed, &out.recalls, "marking upgrade recall").await?;
             tracing::info!(feed = feed.id, partner = %feed.partner, "recalled {} objects whose new version the partner may not receive", out.recalls.len());
         }
         let n = node.clone();
@@ -458,8 +446,63 @@ async fn push(
     if out.scanned >= page {
         return Ok(out.scanned);
     }
-    // Caught up with the objects: recall what was deleted here since.
-    Ok(out.scanned + recall(node, client, cache, feed, cfg).await?)
+    // Caught up with the objects: recall what was deleted here since, then what
+    // terminated agreements no longer let the partner keep.
+    let deleted = recall(node, client, cache, feed, cfg).await?;
+    Ok(out.scanned + deleted + recall_terminated(node, client, cache, feed, cfg).await?)
+}
+
+/// Sends the recalls owed for agreements with the partner that were terminated (see
+/// `Node::termination_recalls`): `DELETE …/objects/{id}/` for every version.
+async fn recall_terminated(
+    node: &Arc<Node>,
+    client: &Client,
+    cache: &mut Option<Remote>,
+    feed: &Feed,
+    cfg: &Config,
+) -> RoundResult {
+    let n = node.clone();
+    let f = feed.clone();
+    let page = cfg.page;
+    let Some((ids, progress)) =
+        blocking(move || n.termination_recalls(&f, page, phalanx_node::now_micros())).await?
+    else {
+        return Ok(0);
+    };
+    delete_all(client, cache, feed, &ids, "termination recall").await?;
+    if !ids.is_empty() {
+        tracing::info!(feed = feed.id, partner = %feed.partner, "recalled {} objects shared under a terminated agreement", ids.len());
+    }
+    let n = node.clone();
+    blocking(move || n.termination_recalled(&progress)).await?;
+    Ok(ids.len())
+}
+
+/// `DELETE …/objects/{id}/` with every version, for each id; an object the partner no
+/// longer holds (404) counts as deleted.
+async fn delete_all(
+    client: &Client,
+    cache: &mut Option<Remote>,
+    feed: &Feed,
+    ids: &[String],
+    why: &str,
+) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let col = &collection(client, cache, &feed.remote).await?.col;
+    let every = Filters {
+        versions: Some(phalanx_taxii::VersionFilter::all()),
+        ..Filters::default()
+    };
+    for id in ids {
+        match client.delete_object(col, id, &every).await {
+            Ok(()) => {}
+            Err(e) if e.http_status() == Some(404) => {}
+            Err(e) => return Err(format!("DELETE {id} ({why}): {}", describe(&e))),
+        }
+    }
+    Ok(())
 }
 
 /// The envelope order of a page: the objects this node produced grouped under their

@@ -42,6 +42,14 @@ pub struct Outgoing {
     pub recalls: Vec<String>,
 }
 
+/// How far a push feed's recall for a terminated agreement has come (kept in the
+/// store's settings, per feed and agreement version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecallProgress {
+    key: String,
+    value: String,
+}
+
 impl Node {
     /// Adds a feed. `remote` must be an http(s) collection URL for pull and push and is
     /// ignored for accept; `local` names a collection (id, alias or title).
@@ -269,6 +277,121 @@ impl Node {
             })
             .collect();
         Ok((recalls, last))
+    }
+
+    /// The next recalls a push feed owes for agreements with its partner that were
+    /// terminated: every object version it passed (up to its cursor) that the agreement,
+    /// as it stood before termination, let go to the partner and that the policy no
+    /// longer lets go. Due `retention_days` after the termination (none: at once).
+    /// Returns `None` when nothing is due; else the object ids (each recalled with every
+    /// version) and the progress to record with [`Node::termination_recalled`] once
+    /// they are recalled.
+    pub fn termination_recalls(
+        &self,
+        feed: &Feed,
+        limit: usize,
+        now_us: i64,
+    ) -> Result<Option<(Vec<String>, RecallProgress)>> {
+        let Some(pushed_up_to) = feed.cursor else {
+            return Ok(None);
+        };
+        let policy = self.policy()?;
+        for a in policy.agreements() {
+            if a.status != phalanx_policy::AgreementStatus::Terminated
+                || !a.has_party(&feed.partner)
+            {
+                continue;
+            }
+            let key = format!("recall.{}.{}.v{}", feed.id, a.id, a.version);
+            let done_up_to: i64 = match self.store().setting(&key)? {
+                Some(v) if v == "done" => continue,
+                Some(v) => v.parse().unwrap_or(0),
+                None => 0,
+            };
+            let history = self.agreement_history(&a.id)?;
+            let Some(terminated) = history.iter().find(|v| v.agreement.version == a.version) else {
+                continue;
+            };
+            let retention = i64::from(a.retention_days.unwrap_or(0)) * 86_400_000_000;
+            if now_us < terminated.created_us + retention {
+                continue;
+            }
+            // The agreement as it last stood in force, and the moment before it ended.
+            let Some(before) = history
+                .iter()
+                .rev()
+                .find(|v| v.agreement.status == phalanx_policy::AgreementStatus::Active)
+            else {
+                self.store().put_setting(&key, "done")?;
+                continue;
+            };
+            let at = terminated.created_us - 1;
+            let agreements: Vec<phalanx_policy::Agreement> = policy
+                .agreements()
+                .iter()
+                .map(|x| {
+                    if x.id == a.id {
+                        before.agreement.clone()
+                    } else {
+                        x.clone()
+                    }
+                })
+                .collect();
+            let then = phalanx_policy::Policy::new(
+                &self.own_org,
+                policy.defaults(),
+                self.store().partners()?,
+                agreements,
+            );
+            let q = ObjectQuery {
+                after: Some(done_up_to),
+                limit,
+                versions: VersionFilter::all(),
+                ..ObjectQuery::new(&feed.local)
+            };
+            let page = self.store().manifest(&q)?;
+            let rows: Vec<&StoredObject> = page
+                .items
+                .iter()
+                .filter(|o| o.date_added <= pushed_up_to)
+                .collect();
+            let to_then = then.recipient(&feed.partner);
+            let to_now = policy.recipient(&feed.partner);
+            let mut ids: Vec<String> = Vec::new();
+            for o in &rows {
+                if o.facts.source.as_deref() == Some(feed.partner.as_str()) {
+                    continue;
+                }
+                let subject = phalanx_policy::Subject {
+                    object_type: &o.object_type,
+                    collection: &feed.local,
+                    facts: &o.facts,
+                };
+                let fed = phalanx_policy::Purpose::Federate;
+                if then.decide(to_then, subject, fed, at).allows()
+                    && !policy.decide(to_now, subject, fed, now_us).allows()
+                    && !ids.contains(&o.id)
+                {
+                    ids.push(o.id.clone());
+                }
+            }
+            let finished = !page.more || rows.len() < page.items.len();
+            let progress = RecallProgress {
+                key,
+                value: if finished {
+                    "done".to_owned()
+                } else {
+                    rows.last().map_or(done_up_to, |o| o.date_added).to_string()
+                },
+            };
+            return Ok(Some((ids, progress)));
+        }
+        Ok(None)
+    }
+
+    /// Records that the recalls [`Node::termination_recalls`] returned were sent.
+    pub fn termination_recalled(&self, progress: &RecallProgress) -> Result<()> {
+        Ok(self.store().put_setting(&progress.key, &progress.value)?)
     }
 
     /// How far a feed is behind, in µs: for a push feed, the age of the oldest stored

@@ -119,7 +119,9 @@ pub struct AgreementDoc {
     /// Onward sharing: `"nobody"`, `"parties"`, `"community"`, or a list of partner ids.
     #[serde(default = "nobody")]
     pub onward: Value,
-    /// Days a recipient may keep data received under the agreement.
+    /// Days a recipient may keep data received under the agreement once it is
+    /// terminated: the sender's push feeds send the recall that much later (none: at
+    /// once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
     /// Start of validity (RFC 3339).

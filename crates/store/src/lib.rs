@@ -575,4 +575,6 @@ pub trait Store: Send + Sync {
     fn setting(&self, key: &str) -> Result<Option<String>>;
     /// Stores `value` under `key` unless a value is there already; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> Result<String>;
+    /// Stores `value` under `key`, replacing what was there.
+    fn put_setting(&self, key: &str, value: &str) -> Result<()>;
 }

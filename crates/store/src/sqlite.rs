@@ -1183,6 +1183,15 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     fn init_setting(&self, key: &str, value: &str) -> Result<String> {
         let conn = self.conn();
         conn.execute(

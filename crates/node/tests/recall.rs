@@ -1,0 +1,163 @@
+//! Recall on termination: a push feed owes its partner the recall of what it passed under
+//! an agreement that was terminated — due `retention_days` after the termination, and
+//! only for what the agreement let go and the policy no longer does.
+
+use phalanx_node::{Node, NodeConfig};
+use phalanx_policy::{AgreementStatus, Partner, Sector};
+use phalanx_store::{FeedDirection, NewCollection, SqliteStore};
+use serde_json::json;
+use std::sync::Arc;
+
+const DAY: i64 = 86_400_000_000;
+/// 2026-01-01T00:00:00Z in µs: the agreements below are valid from 2020.
+const T0: i64 = 1_767_225_600_000_000;
+const CLEAR: &str = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487";
+const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+const AMBER: &str = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
+
+fn indicator(n: u32, marking: &str) -> phalanx_stix::ValidObject {
+    let v = json!({
+        "type": "indicator", "spec_version": "2.1",
+        "id": format!("indicator--00000000-0000-4000-8000-{n:012}"),
+        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+        "pattern": format!("[ipv4-addr:value = '203.0.113.{n}']"), "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z", "object_marking_refs": [marking],
+    });
+    phalanx_stix::validate(phalanx_stix::StixObject::parse(v.to_string().as_bytes(), 64).unwrap())
+        .unwrap()
+        .0
+}
+
+/// A node with partner cert-b and a collection `intel`.
+fn setup() -> (tempfile::TempDir, Node, phalanx_store::Collection) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("phalanx.db")).unwrap();
+    let node = Node::new(Arc::new(store), NodeConfig::default()).unwrap();
+    node.bootstrap(1).unwrap();
+    node.add_partner(
+        &Partner {
+            id: "cert-b".into(),
+            name: "B".into(),
+            sector: Sector::Government,
+            country: None,
+            contact: None,
+            identity: "identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a".into(),
+            signing_key: None,
+            endpoints: vec![],
+            cert_fingerprints: vec![],
+            removed: false,
+        },
+        1,
+    )
+    .unwrap();
+    let c = node
+        .store()
+        .create_collection("default", &NewCollection::named("intel"))
+        .unwrap();
+    (dir, node, c)
+}
+
+#[test]
+fn a_terminated_agreement_recalls_what_it_carried_once_retention_ends() {
+    let (_dir, node, c) = setup();
+    node.add_agreement(
+        "id = \"ab\"\ntitle = \"A-B\"\nstatus = \"active\"\nparties = [\"cert-b\"]\nmax_tlp = \"AMBER\"\nretention_days = 2\nvalid_from = \"2020-01-01T00:00:00Z\"\n",
+        "test",
+        T0 + 2,
+    )
+    .unwrap();
+    // 1-3 CLEAR, 4-6 GREEN, 7-9 AMBER, all passed by the feed; 10 (AMBER) not yet.
+    let objects: Vec<_> = (1..=10)
+        .map(|n| indicator(n, [CLEAR, GREEN, AMBER][((n as usize - 1) / 3).min(2)]))
+        .collect();
+    node.store().ingest(&c.id, &objects[..9], 10).unwrap();
+    let feed = node
+        .add_feed(
+            "cert-b",
+            FeedDirection::Push,
+            "https://b.example/api/collections/x/",
+            "intel",
+            None,
+        )
+        .unwrap();
+    let passed = node
+        .store()
+        .query(&phalanx_store::ObjectQuery {
+            limit: 100,
+            ..phalanx_store::ObjectQuery::new(&c.id)
+        })
+        .unwrap()
+        .items
+        .last()
+        .unwrap()
+        .date_added;
+    node.store().feed_progress(feed.id, passed, 9, 20).unwrap();
+    node.store().ingest(&c.id, &objects[9..], 30).unwrap();
+    let feed = || node.feeds().unwrap().into_iter().next().unwrap();
+
+    // In force: nothing owed.
+    assert_eq!(
+        node.termination_recalls(&feed(), 100, T0 + 40).unwrap(),
+        None
+    );
+    let terminated_at = T0 + 50;
+    node.set_agreement_status("ab", AgreementStatus::Terminated, "test", terminated_at)
+        .unwrap();
+    // Within the retention period: not due yet.
+    assert_eq!(
+        node.termination_recalls(&feed(), 100, terminated_at + DAY)
+            .unwrap(),
+        None
+    );
+    // After it: the GREEN and AMBER ones the feed passed (not CLEAR, which needs no
+    // agreement, nor the AMBER one it never passed).
+    let (ids, progress) = node
+        .termination_recalls(&feed(), 100, terminated_at + 3 * DAY)
+        .unwrap()
+        .expect("recalls due");
+    let want: Vec<String> = (4..=9)
+        .map(|n| format!("indicator--00000000-0000-4000-8000-{n:012}"))
+        .collect();
+    assert_eq!(ids, want);
+    node.termination_recalled(&progress).unwrap();
+    // Recalled once.
+    assert_eq!(
+        node.termination_recalls(&feed(), 100, terminated_at + 4 * DAY)
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn recalls_owed_are_walked_page_by_page() {
+    let (_dir, node, c) = setup();
+    node.add_agreement(
+        "id = \"ab\"\ntitle = \"A-B\"\nstatus = \"active\"\nparties = [\"cert-b\"]\nmax_tlp = \"AMBER\"\nvalid_from = \"2020-01-01T00:00:00Z\"\n",
+        "test",
+        T0 + 2,
+    )
+    .unwrap();
+    let objects: Vec<_> = (1..=7).map(|n| indicator(n, AMBER)).collect();
+    node.store().ingest(&c.id, &objects, 10).unwrap();
+    let f = node
+        .add_feed(
+            "cert-b",
+            FeedDirection::Push,
+            "https://b.example/api/collections/x/",
+            "intel",
+            None,
+        )
+        .unwrap();
+    node.store().feed_progress(f.id, i64::MAX, 7, 20).unwrap();
+    node.set_agreement_status("ab", AgreementStatus::Terminated, "test", T0 + 50)
+        .unwrap();
+    let feed = node.feeds().unwrap().into_iter().next().unwrap();
+    // Pages of 3: 3 + 3 + 1, then done.
+    let mut seen = Vec::new();
+    while let Some((ids, progress)) = node.termination_recalls(&feed, 3, T0 + 60).unwrap() {
+        assert!(ids.len() <= 3);
+        seen.extend(ids);
+        node.termination_recalled(&progress).unwrap();
+    }
+    assert_eq!(seen.len(), 7);
+}
