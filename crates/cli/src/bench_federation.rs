@@ -6,6 +6,9 @@
 //! generated indicators are TLP:GREEN and TLP:AMBER in turn, so every object passes the
 //! policy on both hops.
 //!
+//! Every node registers the others with their identity and signing key: A signs what it
+//! pushes, B and C verify every object (and would refuse unsigned ones).
+//!
 //! 1. **throughput**: N indicators are imported into A (`phalanx import`); the clock runs
 //!    from the start of the import until C holds all N. The import alone is timed too
 //!    (the reference: propagation cannot beat the ingest on A).
@@ -55,6 +58,9 @@ struct BNode {
     cert: PathBuf,
     key: PathBuf,
     port: u16,
+    /// STIX identity and public signing key (hex), from `init`.
+    identity: String,
+    public_key: String,
 }
 
 fn exe() -> anyhow::Result<PathBuf> {
@@ -158,7 +164,9 @@ fn setup(root: &Path, page: usize) -> anyhow::Result<(Vec<BNode>, PathBuf)> {
     let mut nodes = Vec::new();
     for org in ["cert-a", "cert-b", "cert-c"] {
         let data = root.join(org);
-        cli(&data, &["init", "--org", org], None)?;
+        let init: Value =
+            serde_json::from_str(&cli(&data, &["--json", "init", "--org", org], None)?)
+                .context("init --json")?;
         std::fs::write(
             data.join("phalanx.toml"),
             format!("[federation]\npage = {page}\n"),
@@ -186,6 +194,11 @@ fn setup(root: &Path, page: usize) -> anyhow::Result<(Vec<BNode>, PathBuf)> {
             cert: prefix.with_extension("pem"),
             key: prefix.with_extension("key"),
             port,
+            identity: init["identity"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            public_key: init["public_key"].as_str().unwrap_or_default().to_owned(),
         });
     }
     for n in &nodes {
@@ -201,6 +214,11 @@ fn setup(root: &Path, page: usize) -> anyhow::Result<(Vec<BNode>, PathBuf)> {
                     "government",
                     "--cert",
                     &other.cert.to_string_lossy(),
+                    // Registered keys: every hop verifies, and refuses what is unsigned.
+                    "--identity",
+                    &other.identity,
+                    "--signing-key",
+                    &other.public_key,
                 ])?;
             }
         }
