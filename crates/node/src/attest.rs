@@ -34,7 +34,7 @@ const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a4c_61e2_3b0f_4d8e_9a51_c
 
 /// `sha256:` and the hex SHA-256 of the RFC 8785 form of an object.
 pub fn digest(object: &Map<String, Value>) -> String {
-    let canonical = phalanx_stix::json::canonical(&Value::Object(object.clone()));
+    let canonical = phalanx_stix::json::canonical_object(object);
     let h = sha2::Sha256::digest(canonical.as_bytes());
     format!("sha256:{}", crate::auth::hex(&h))
 }

@@ -156,6 +156,11 @@ pub fn canonical(value: &Value) -> String {
     serde_json_canonicalizer::to_string(value).unwrap_or_default()
 }
 
+/// [`canonical`] of an object given as its map (no copy into a [`Value`]).
+pub fn canonical_object(object: &serde_json::Map<String, Value>) -> String {
+    serde_json_canonicalizer::to_string(object).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
