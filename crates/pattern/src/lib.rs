@@ -74,7 +74,7 @@ mod error;
 mod eval;
 mod lexer;
 mod lint;
-mod net;
+pub mod net;
 mod parser;
 mod print;
 

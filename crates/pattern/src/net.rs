@@ -1,18 +1,23 @@
-//! IPv4 / IPv6 addresses and CIDR blocks for `ISSUBSET` / `ISSUPERSET`.
+//! IPv4 / IPv6 addresses and CIDR blocks for `ISSUBSET` / `ISSUPERSET`, parsed one way
+//! for the evaluator and for indexes built over patterns (`phalanx-detect`).
 
 use std::net::IpAddr;
 
 /// An address block: family, network bits (as u128, IPv4 in the low 32 bits), prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Block {
-    v6: bool,
-    addr: u128,
-    prefix: u8,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Block {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// The address bits (IPv4 in the low 32 bits).
+    pub addr: u128,
+    /// The prefix length (32 or 128 for a bare address).
+    pub prefix: u8,
 }
 
 impl Block {
-    /// `a.b.c.d`, `a.b.c.d/n`, IPv6 and IPv6`/n`. A bare address is a /32 (/128).
-    pub(crate) fn parse(s: &str, require_prefix: bool) -> Option<Block> {
+    /// `a.b.c.d`, `a.b.c.d/n`, IPv6 and IPv6`/n`. A bare address is a /32 (/128), or
+    /// refused when `require_prefix`.
+    pub fn parse(s: &str, require_prefix: bool) -> Option<Block> {
         let (ip, prefix) = match s.split_once('/') {
             Some((ip, p)) => {
                 if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || p.len() > 3 {
@@ -49,8 +54,19 @@ impl Block {
         }
     }
 
+    /// The network bits of `addr` for a prefix of `len` bits.
+    pub fn network(v6: bool, addr: u128, len: u8) -> u128 {
+        let bits: u32 = if v6 { 128 } else { 32 };
+        let host = bits - u32::from(len.min(bits as u8));
+        if host >= 128 {
+            0
+        } else {
+            (addr >> host) << host
+        }
+    }
+
     /// Whether `self` lies inside `outer` (same family, prefix no shorter, same network).
-    pub(crate) fn within(&self, outer: &Block) -> bool {
+    pub fn within(&self, outer: &Block) -> bool {
         self.v6 == outer.v6
             && self.prefix >= outer.prefix
             && (self.addr & outer.mask()) == (outer.addr & outer.mask())
@@ -82,5 +98,21 @@ mod tests {
             assert_eq!(Block::parse(bad, false), None, "{bad}");
         }
         assert_eq!(Block::parse("1.2.3.4", true), None);
+    }
+
+    #[test]
+    fn network_table() {
+        for (s, len, want) in [
+            ("10.1.2.3", 8, "10.0.0.0"),
+            ("10.1.2.3", 32, "10.1.2.3"),
+            ("10.1.2.3", 0, "0.0.0.0"),
+        ] {
+            let b = Block::parse(s, false).unwrap();
+            let n = Block::network(false, b.addr, len);
+            assert_eq!(std::net::Ipv4Addr::from(n as u32).to_string(), want);
+        }
+        assert_eq!(Block::network(true, u128::MAX, 0), 0);
+        assert_eq!(Block::parse("1.2.3.4/33", false), None);
+        assert_eq!(Block::parse("::1/129", false), None);
     }
 }

@@ -1,0 +1,626 @@
+//! Telemetry adapters: one line of bytes in, one [`Record`] of borrowed observables out.
+//!
+//! Every adapter follows the same contract:
+//! - it reads only the line it is given (no state between lines) and copies nothing but
+//!   values that need unescaping or assembling (an URL built from host and path);
+//! - a line that is not what the adapter reads is an [`AdapterError`] naming what is
+//!   wrong and the byte offset; the caller counts it and goes on ([`crate::Hunt`]);
+//! - a record without a usable time gets `time: None` (the caller's time is used).
+//!
+//! The JSON adapters use the [`crate::scan`] scanner (no tree is built).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use phalanx_stix::Timestamp;
+use serde_json::Value;
+
+use crate::observable::{Kind, Record};
+use crate::scan::{self, Leaf, ScanError};
+
+/// Why a line gave no record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdapterError {
+    /// The line is not a well-formed JSON object.
+    #[error("malformed JSON: {0}")]
+    Json(#[from] ScanError),
+    /// The line is JSON but not a STIX observed-data / bundle the adapter can use.
+    #[error("not STIX observed-data: {0}")]
+    Stix(String),
+}
+
+/// Turns one telemetry line into a [`Record`].
+pub trait Adapter: Send + Sync {
+    /// A short name for reports (`zeek`, `suricata`, ...).
+    fn name(&self) -> &'static str;
+    /// Parses one line (without its line terminator).
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, AdapterError>;
+}
+
+fn str_of<'a>(leaf: Leaf<'a>) -> Option<Cow<'a, str>> {
+    leaf.as_str()
+}
+
+/// Seconds since the epoch (Zeek `ts`) to a timestamp.
+fn epoch_seconds(leaf: Leaf<'_>) -> Option<Timestamp> {
+    let s = leaf.as_f64().or_else(|| leaf.as_str()?.parse().ok())?;
+    if !s.is_finite() || s.abs() > 1e11 {
+        return None;
+    }
+    Some(Timestamp::from_micros((s * 1e6).round() as i64))
+}
+
+/// RFC 3339-like times as sensors write them: `2020-04-30T00:06:39.824370+0000`,
+/// `...+00:00`, `...Z`, or a plain STIX timestamp.
+pub(crate) fn loose_time(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() < 19 || !s.is_char_boundary(19) {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    let (base, zone) = s.split_at(i);
+    let offset_secs: i64 = match zone.as_bytes() {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let digits: Vec<u8> = rest.iter().copied().filter(|c| *c != b':').collect();
+            if digits.len() != 4 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = |a: u8, b: u8| i64::from(a - b'0') * 10 + i64::from(b - b'0');
+            let off = n(digits[0], digits[1]) * 3600 + n(digits[2], digits[3]) * 60;
+            if *sign == b'+' { off } else { -off }
+        }
+        _ => return None,
+    };
+    // The STIX form on a stack buffer: `T` between date and time, `Z` at the end.
+    let mut buf = [0u8; 48];
+    let n = base.len();
+    if n + 1 > buf.len() {
+        return None;
+    }
+    buf[..n].copy_from_slice(base.as_bytes());
+    if buf[10] == b' ' {
+        buf[10] = b'T';
+    }
+    buf[n] = b'Z';
+    let t = Timestamp::parse(std::str::from_utf8(&buf[..=n]).ok()?).ok()?;
+    Some(Timestamp::from_micros(
+        t.as_micros()
+            .checked_sub(offset_secs.checked_mul(1_000_000)?)?,
+    ))
+}
+
+/// Pushes an address, or a name when it is not an address.
+fn ip_or_domain<'a>(r: &mut Record<'a>, v: Cow<'a, str>) {
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        r.push(Kind::Ip, v);
+    } else {
+        r.push(Kind::Domain, v);
+    }
+}
+
+fn make_url(host: Option<Cow<'_, str>>, path: Cow<'_, str>) -> String {
+    if path.contains("://") {
+        return path.into_owned();
+    }
+    let host = host.unwrap_or(Cow::Borrowed(""));
+    let mut u = String::with_capacity(7 + host.len() + path.len());
+    u.push_str("http://");
+    u.push_str(&host.to_ascii_lowercase());
+    if !path.starts_with('/') {
+        u.push('/');
+    }
+    u.push_str(&path);
+    u
+}
+
+/// Zeek JSON logs (`LogAscii::use_json`), one record per line, any log stream.
+///
+/// Fields read (both `id.orig_h` and `id_orig_h` spellings): `ts`; `id.orig_h` /
+/// `id.resp_h` (source / destination), ports and `proto`; `src`, `dst`, `tx_hosts`,
+/// `rx_hosts` (addresses); `orig_l2_addr` / `resp_l2_addr` (MAC); dns `query` and
+/// `answers` (addresses or names); http `host` + `uri` (domain and URL); ssl
+/// `server_name`; files `md5`, `sha1`, `sha256`, `filename`; smb_files `name`; smtp
+/// `mailfrom`, `rcptto`. Streams with none of these (`weird`, `pe`, `x509`) give a
+/// record with only a time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Zeek;
+
+impl Adapter for Zeek {
+    fn name(&self) -> &'static str {
+        "zeek"
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, AdapterError> {
+        let mut r = Record::default();
+        r.observables.reserve(12);
+        let mut host: Option<Cow<'a, str>> = None;
+        let mut uri: Option<Cow<'a, str>> = None;
+        scan::walk(line, &mut |path, leaf| {
+            let [key] = path else { return };
+            let key: &[u8] = key;
+            match key {
+                b"ts" => r.time = epoch_seconds(leaf),
+                b"id.orig_h" | b"id_orig_h" => {
+                    if let Some(v) = str_of(leaf) {
+                        r.push(Kind::SrcIp, v)
+                    }
+                }
+                b"id.resp_h" | b"id_resp_h" => {
+                    if let Some(v) = str_of(leaf) {
+                        r.push(Kind::DstIp, v)
+                    }
+                }
+                b"id.orig_p" | b"id_orig_p" | b"id.resp_p" | b"id_resp_p" => {
+                    if let Leaf::Num(n) = leaf
+                        && let Ok(n) = std::str::from_utf8(n)
+                    {
+                        let k = if key.ends_with(b"orig_p") {
+                            Kind::SrcPort
+                        } else {
+                            Kind::DstPort
+                        };
+                        r.push(k, Cow::Borrowed(n));
+                    }
+                }
+                b"proto" => {
+                    if let Some(v) = str_of(leaf) {
+                        r.push(Kind::Protocol, v)
+                    }
+                }
+                b"src" | b"dst" | b"tx_hosts" | b"rx_hosts" => {
+                    if let Some(v) = str_of(leaf) {
+                        r.push(Kind::Ip, v)
+                    }
+                }
+                b"orig_l2_addr" | b"resp_l2_addr" => {
+                    if let Some(v) = str_of(leaf) {
+                        r.push(Kind::Mac, v)
+                    }
+                }
+                b"query" | b"server_name" => {
+                    if let Some(v) = str_of(leaf) {
+                        ip_or_domain(&mut r, v)
+                    }
+                }
+                b"answers" => {
+                    if let Some(v) = str_of(leaf) {
+                        ip_or_domain(&mut r, v)
+                    }
+                }
+                b"host" => {
+                    if let Some(v) = str_of(leaf) {
+                        host = Some(v.clone());
+                        ip_or_domain(&mut r, v)
+                    }
+                }
+                b"uri" => uri = str_of(leaf),
+                b"md5" | b"sha1" | b"sha256" => {
+                    if let Some(v) = str_of(leaf) {
+                        let k = match key {
+                            b"md5" => Kind::Md5,
+                            b"sha1" => Kind::Sha1,
+                            _ => Kind::Sha256,
+                        };
+                        r.push(k, v)
+                    }
+                }
+                b"filename" | b"name" if path.len() == 1 => {
+                    // `name` is a file name in smb_files only; in weird it is the
+                    // weird's name. Both are harmless as file names, but keep it
+                    // honest: only paths with a separator or a dot count.
+                    if let Some(v) = str_of(leaf)
+                        && (key == b"filename" || v.contains(['\\', '/', '.']))
+                    {
+                        r.push(Kind::FileName, v)
+                    }
+                }
+                b"mailfrom" | b"rcptto" => {
+                    if let Some(v) = str_of(leaf) {
+                        let t = trim_angle(v);
+                        r.push(Kind::Email, t)
+                    }
+                }
+                _ => {}
+            }
+        })?;
+        if let Some(u) = uri {
+            let url = make_url(host, u);
+            r.push(Kind::Url, Cow::Owned(url));
+        }
+        Ok(r)
+    }
+}
+
+fn trim_angle(v: Cow<'_, str>) -> Cow<'_, str> {
+    match v {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim_matches(['<', '>', ' '])),
+        Cow::Owned(s) => Cow::Owned(s.trim_matches(['<', '>', ' ']).to_owned()),
+    }
+}
+
+/// Suricata `eve.json`, any `event_type`.
+///
+/// Fields read: `timestamp`; `src_ip` / `dest_ip`, `src_port` / `dest_port`, `proto`,
+/// `app_proto`; dns `rrname` (v1 and v2 `queries` / `answers`), `rdata` (addresses or
+/// names), `grouped.A` / `AAAA` / `CNAME`; http `hostname` + `url`; tls `sni`;
+/// fileinfo `filename`, `md5`, `sha1`, `sha256`; smtp `mail_from`, `rcpt_to`; email
+/// `from`, `to`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Suricata;
+
+impl Adapter for Suricata {
+    fn name(&self) -> &'static str {
+        "suricata"
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, AdapterError> {
+        let mut r = Record::default();
+        r.observables.reserve(12);
+        let mut host: Option<Cow<'a, str>> = None;
+        let mut url: Option<Cow<'a, str>> = None;
+        scan::walk(line, &mut |path, leaf| {
+            let push = |r: &mut Record<'a>, k: Kind| {
+                if let Some(v) = leaf.as_str() {
+                    r.push(k, v)
+                }
+            };
+            // Dispatch on the top-level key first: most leaves (flow counters, alert
+            // metadata) are rejected by one length-and-bytes comparison.
+            let Some((&top, rest)) = path.split_first() else {
+                return;
+            };
+            let top: &[u8] = top;
+            if rest.is_empty() {
+                match top {
+                    b"timestamp" => r.time = leaf.as_str().and_then(|s| loose_time(&s)),
+                    b"src_ip" => push(&mut r, Kind::SrcIp),
+                    b"dest_ip" => push(&mut r, Kind::DstIp),
+                    b"src_port" | b"dest_port" => {
+                        if let Leaf::Num(n) = leaf
+                            && let Ok(n) = std::str::from_utf8(n)
+                        {
+                            let k = if top == b"src_port" {
+                                Kind::SrcPort
+                            } else {
+                                Kind::DstPort
+                            };
+                            r.push(k, Cow::Borrowed(n));
+                        }
+                    }
+                    b"proto" | b"app_proto" => push(&mut r, Kind::Protocol),
+                    _ => {}
+                }
+                return;
+            }
+            match top {
+                b"dns" => match rest {
+                    [b"rrname"]
+                    | [b"queries", b"rrname"]
+                    | [b"answers", b"rrname"]
+                    | [b"grouped", b"CNAME"] => push(&mut r, Kind::Domain),
+                    [b"rdata"]
+                    | [b"answers", b"rdata"]
+                    | [b"grouped", b"A"]
+                    | [b"grouped", b"AAAA"] => {
+                        if let Some(v) = leaf.as_str() {
+                            ip_or_domain(&mut r, v)
+                        }
+                    }
+                    _ => {}
+                },
+                b"http" => match rest {
+                    [b"hostname"] => {
+                        if let Some(v) = leaf.as_str() {
+                            host = Some(v.clone());
+                            ip_or_domain(&mut r, v)
+                        }
+                    }
+                    [b"url"] => url = leaf.as_str(),
+                    _ => {}
+                },
+                b"tls" if rest == [b"sni"] => push(&mut r, Kind::Domain),
+                b"fileinfo" => match rest {
+                    [b"filename"] => push(&mut r, Kind::FileName),
+                    [b"md5"] => push(&mut r, Kind::Md5),
+                    [b"sha1"] => push(&mut r, Kind::Sha1),
+                    [b"sha256"] => push(&mut r, Kind::Sha256),
+                    _ => {}
+                },
+                b"smtp" | b"email" => match rest {
+                    [b"mail_from"] | [b"rcpt_to"] | [b"from"] | [b"to"] => {
+                        if let Some(v) = leaf.as_str() {
+                            r.push(Kind::Email, trim_angle(v))
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        })?;
+        if let Some(u) = url {
+            r.push(Kind::Url, Cow::Owned(make_url(host, u)));
+        }
+        Ok(r)
+    }
+}
+
+/// Why a field mapping was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// An entry is not `path=kind`.
+    #[error("mapping entry {entry:?} is not of the form field.path=kind")]
+    Syntax {
+        /// The entry.
+        entry: String,
+    },
+    /// The kind is not one of [`Kind::name`] (or `time`).
+    #[error("mapping entry {entry:?}: unknown kind {kind:?}")]
+    UnknownKind {
+        /// The entry.
+        entry: String,
+        /// The kind named.
+        kind: String,
+    },
+}
+
+/// Generic JSON lines with a declared field mapping (ECS-style dotted paths).
+///
+/// A mapping is `path=kind` entries separated by commas, e.g.
+/// `@timestamp=time,source.ip=src_ip,destination.ip=dst_ip,dns.question.name=domain,url.full=url`.
+/// A path matches nested objects (`{"source":{"ip":..}}`), dotted keys
+/// (`{"source.ip":..}`) and array elements (`{"dns":{"answers":[{"data":..}]}}` for
+/// `dns.answers.data`). `time` takes RFC 3339 text or epoch seconds.
+#[derive(Debug, Clone, Default)]
+pub struct GenericJson {
+    fields: HashMap<Vec<u8>, Kind>,
+    time: Vec<Vec<u8>>,
+}
+
+impl GenericJson {
+    /// Parses a mapping (see the type's documentation).
+    pub fn from_spec(spec: &str) -> Result<GenericJson, MappingError> {
+        let mut g = GenericJson::default();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((path, kind)) = entry.split_once('=') else {
+                return Err(MappingError::Syntax {
+                    entry: entry.to_owned(),
+                });
+            };
+            let (path, kind) = (path.trim(), kind.trim());
+            if path.is_empty() {
+                return Err(MappingError::Syntax {
+                    entry: entry.to_owned(),
+                });
+            }
+            if kind == "time" {
+                g.time.push(path.as_bytes().to_vec());
+                continue;
+            }
+            let k = Kind::from_name(kind).ok_or_else(|| MappingError::UnknownKind {
+                entry: entry.to_owned(),
+                kind: kind.to_owned(),
+            })?;
+            g.fields.insert(path.as_bytes().to_vec(), k);
+        }
+        Ok(g)
+    }
+}
+
+impl Adapter for GenericJson {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, AdapterError> {
+        let mut r = Record::default();
+        let mut joined: Vec<u8> = Vec::with_capacity(64);
+        scan::walk(line, &mut |path, leaf| {
+            joined.clear();
+            for (i, k) in path.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b'.');
+                }
+                joined.extend_from_slice(k);
+            }
+            if self.time.contains(&joined) {
+                r.time = match leaf {
+                    Leaf::Num(_) => epoch_seconds(leaf),
+                    _ => leaf.as_str().and_then(|s| loose_time(&s)),
+                };
+                return;
+            }
+            if let Some(&k) = self.fields.get(joined.as_slice()) {
+                let v = match leaf {
+                    Leaf::Num(n) => std::str::from_utf8(n).ok().map(Cow::Borrowed),
+                    _ => leaf.as_str(),
+                };
+                if let Some(v) = v {
+                    r.push(k, v);
+                }
+            }
+        })?;
+        Ok(r)
+    }
+}
+
+/// STIX observed-data: a line holding a bundle (its observed-data objects and the SCOs
+/// beside them), or one observed-data object with embedded `objects` (STIX 2.0 style).
+/// Each observed-data is matched on its own; SCOs referenced by `object_refs` must be
+/// in the same bundle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StixObserved {
+    /// Deepest JSON nesting accepted.
+    pub max_depth: usize,
+}
+
+/// The STIX part of a [`Record`]: observed-data objects and the SCOs they reference.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StixRecord {
+    /// The observed-data objects, each matched on its own.
+    pub observed: Vec<Value>,
+    /// SCOs by id.
+    pub scos: HashMap<String, Value>,
+}
+
+impl Adapter for StixObserved {
+    fn name(&self) -> &'static str {
+        "stix"
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, AdapterError> {
+        let depth = if self.max_depth == 0 {
+            64
+        } else {
+            self.max_depth
+        };
+        let v = phalanx_stix::json::parse_strict(line, depth)
+            .map_err(|e| AdapterError::Stix(e.to_string()))?;
+        let mut rec = StixRecord::default();
+        let objects: Vec<Value> = match v.get("type").and_then(Value::as_str) {
+            Some("bundle") => match v.get("objects") {
+                Some(Value::Array(a)) => a.clone(),
+                _ => return Err(AdapterError::Stix("bundle without an objects list".into())),
+            },
+            Some("observed-data") => vec![v],
+            Some(other) => {
+                return Err(AdapterError::Stix(format!(
+                    "type {other:?} is neither bundle nor observed-data"
+                )));
+            }
+            None => return Err(AdapterError::Stix("no \"type\" property".into())),
+        };
+        for o in objects {
+            match o.get("type").and_then(Value::as_str) {
+                Some("observed-data") => rec.observed.push(o),
+                Some(_) => {
+                    if let Some(id) = o.get("id").and_then(Value::as_str) {
+                        rec.scos.insert(id.to_owned(), o.clone());
+                    }
+                }
+                None => {}
+            }
+        }
+        if rec.observed.is_empty() {
+            return Err(AdapterError::Stix("no observed-data object".into()));
+        }
+        let time = rec
+            .observed
+            .iter()
+            .filter_map(|o| o.get("last_observed")?.as_str())
+            .filter_map(|s| Timestamp::parse(s).ok())
+            .max();
+        Ok(Record {
+            time,
+            observables: Vec::new(),
+            stix: Some(Box::new(rec)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(adapter: &dyn Adapter, line: &str) -> Vec<(Kind, String)> {
+        let r = adapter.parse(line.as_bytes()).unwrap();
+        r.observables
+            .iter()
+            .map(|o| (o.kind, o.value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn loose_time_table() {
+        let cases = [
+            (
+                "2020-04-30T00:06:39.824370+0000",
+                Some("2020-04-30T00:06:39.824370Z"),
+            ),
+            (
+                "2020-04-30T02:06:39+02:00",
+                Some("2020-04-30T00:06:39.000000Z"),
+            ),
+            ("2020-04-30T00:06:39Z", Some("2020-04-30T00:06:39.000000Z")),
+            ("2020-04-30 00:06:39", Some("2020-04-30T00:06:39.000000Z")),
+            ("2020-04-30T00:06:39+0", None),
+            ("yesterday", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                loose_time(input).map(|t| t.format(6)).as_deref(),
+                want,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn suricata_fields() {
+        let line = r#"{"timestamp":"2024-01-01T00:00:00.5+0000","event_type":"http","src_ip":"10.0.0.1","src_port":51000,"dest_ip":"203.0.113.9","dest_port":80,"proto":"TCP","http":{"hostname":"Evil.Example","url":"/a?b=1"},"dns":{"queries":[{"rrname":"x.example"}],"answers":[{"rdata":"198.51.100.1"}]},"fileinfo":{"sha256":"AB"}}"#;
+        let got = obs(&Suricata, line);
+        let want = vec![
+            (Kind::SrcIp, "10.0.0.1"),
+            (Kind::SrcPort, "51000"),
+            (Kind::DstIp, "203.0.113.9"),
+            (Kind::DstPort, "80"),
+            (Kind::Protocol, "tcp"),
+            (Kind::Domain, "evil.example"),
+            (Kind::Domain, "x.example"),
+            (Kind::Ip, "198.51.100.1"),
+            (Kind::Sha256, "ab"),
+            (Kind::Url, "http://evil.example/a?b=1"),
+        ];
+        let want: Vec<(Kind, String)> = want.into_iter().map(|(k, v)| (k, v.into())).collect();
+        assert_eq!(got, want);
+        let t = Suricata.parse(line.as_bytes()).unwrap().time.unwrap();
+        assert_eq!(t.format(3), "2024-01-01T00:00:00.500Z");
+    }
+
+    #[test]
+    fn zeek_fields() {
+        let line = r#"{"@stream":"http","ts":1588206738.09551,"id.orig_h":"10.0.1.4","id.orig_p":60757,"id_resp_h":"192.168.0.4","id_resp_p":80,"host":"192.168.0.4","uri":"/x"}"#;
+        let got = obs(&Zeek, line);
+        let want = vec![
+            (Kind::SrcIp, "10.0.1.4"),
+            (Kind::SrcPort, "60757"),
+            (Kind::DstIp, "192.168.0.4"),
+            (Kind::DstPort, "80"),
+            (Kind::Ip, "192.168.0.4"),
+            (Kind::Url, "http://192.168.0.4/x"),
+        ];
+        let want: Vec<(Kind, String)> = want.into_iter().map(|(k, v)| (k, v.into())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn generic_mapping() {
+        let g = GenericJson::from_spec("@timestamp=time, source.ip=src_ip,dns.answers.data=ip")
+            .unwrap();
+        let line = r#"{"@timestamp":"2024-01-01T00:00:00Z","source":{"ip":"10.1.1.1"},"dns":{"answers":[{"data":"1.1.1.1"},{"data":"2.2.2.2"}]}}"#;
+        let got = obs(&g, line);
+        assert_eq!(
+            got,
+            vec![
+                (Kind::SrcIp, "10.1.1.1".to_owned()),
+                (Kind::Ip, "1.1.1.1".to_owned()),
+                (Kind::Ip, "2.2.2.2".to_owned())
+            ]
+        );
+        let flat = r#"{"source.ip":"10.1.1.2"}"#;
+        assert_eq!(obs(&g, flat), vec![(Kind::SrcIp, "10.1.1.2".to_owned())]);
+        for (spec, err) in [
+            ("source.ip", "is not of the form"),
+            ("source.ip=bogus", "unknown kind"),
+        ] {
+            let e = GenericJson::from_spec(spec).unwrap_err().to_string();
+            assert!(e.contains(err), "{spec}: {e}");
+        }
+    }
+}

@@ -1,0 +1,1289 @@
+//! The indicator index: active STIX indicators compiled into lookup structures by
+//! observable, updated incrementally, and matched against [`Record`]s.
+//!
+//! Structures (all keyed by an interned object path such as `ipv4-addr:value`):
+//! - exact values (`=`, `IN`): one `HashTable` of `u32` atom indices, hashed over
+//!   (path, value); values live in one byte arena; atoms with the same key are chained;
+//! - parent domains (`LIKE '%.example.com'` on `domain-name:value`): the same table
+//!   under a derived path, probed with every `.`-suffix of an observed name;
+//! - CIDR blocks (`ISSUBSET`): one hash map per (path, family, prefix length) that is
+//!   in use, probed for each used prefix length no longer than the observed block's —
+//!   a longest-prefix lookup in at most 33 (IPv4) / 129 (IPv6) probes, usually a few;
+//! - `LIKE` literals: one Aho-Corasick automaton over all literals;
+//! - `MATCHES`: one `RegexSet` (linear-time engine, size-limited);
+//! - patterns without any indexable comparison: an always-evaluate list (counted in
+//!   [`IndexStats::always_evaluate`]).
+//!
+//! Per indicator the index keeps a 48-byte slot (UUID, `modified`, `valid_until`,
+//! flags) and, unless the pattern is decided by the index alone, its compiled
+//! [`Matcher`]. A simple indicator owns no allocation of its own: its value sits in the
+//! shared arena and its atom in a flat vector.
+//!
+//! ## Updates and concurrency
+//!
+//! [`Index::insert`], [`Index::remove`] and [`Index::expire`] take `&mut self`;
+//! matching ([`Index::match_record`]) takes `&self` and is `Sync`. A service shares the
+//! index as `Arc<RwLock<Index>>`: matchers take the read lock per batch of lines, and an
+//! update takes the write lock for a short time — an insert or removal costs the
+//! indicator's own atoms (hash inserts or a tombstone), never a full rebuild. The
+//! Aho-Corasick automaton and the regex set are kept in two levels (the logarithmic
+//! method): new `LIKE` / `MATCHES` atoms are checked one by one until
+//! [`IndexConfig::rebuild_after`] of them (`/ 4` for regexes) have arrived, then go
+//! into a small automaton / set rebuilt from the recent atoms only; when the small one
+//! outgrows a quarter of the main one, both are merged. Each atom so takes part in
+//! O(log n) rebuilds, and lookups stay a few automaton runs.
+//! Removed and expired indicators are tombstoned (their atoms stop answering at once)
+//! and swept when dead atoms outnumber live ones.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use aho_corasick::AhoCorasick;
+use hashbrown::HashTable;
+use phalanx_pattern::{Limits, Matcher, Pattern};
+use phalanx_stix::Timestamp;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{IndicatorError, IndicatorErrorKind};
+use crate::observable::{KNOWN_PATHS, Record};
+use crate::plan::{Atom, plan};
+use phalanx_pattern::net::Block;
+
+/// Limits and tuning of an [`Index`].
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    /// Limits for parsing and compiling patterns (length, depth, `IN` size, regex size,
+    /// evaluation steps).
+    pub limits: Limits,
+    /// New `LIKE` / `MATCHES` atoms checked one by one before the automaton or regex set
+    /// is rebuilt.
+    pub rebuild_after: usize,
+    /// Compiled-size limit of the combined `MATCHES` regex set, in bytes; over it the
+    /// regexes are run one by one.
+    pub max_regex_set_bytes: usize,
+    /// Deepest JSON nesting accepted in an indicator.
+    pub max_json_depth: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            limits: Limits::default(),
+            rebuild_after: 32,
+            max_regex_set_bytes: 64 << 20,
+            max_json_depth: 64,
+        }
+    }
+}
+
+/// A reference to an indexed indicator: its UUID (the id is `indicator--<uuid>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndicatorRef(pub [u8; 16]);
+
+impl IndicatorRef {
+    /// The STIX id, `indicator--<uuid>`.
+    pub fn id(&self) -> String {
+        format!("indicator--{}", uuid::Uuid::from_bytes(self.0))
+    }
+}
+
+impl std::fmt::Display for IndicatorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "indicator--{}", uuid::Uuid::from_bytes(self.0))
+    }
+}
+
+/// What [`Index::insert`] did with an indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Indexed; the pattern is decided by the index alone.
+    Simple,
+    /// Indexed; candidates are confirmed by the evaluator.
+    Confirmed,
+    /// Kept, but no comparison can drive lookup: evaluated on every record.
+    AlwaysEvaluate,
+    /// `valid_from` is in the future: kept aside, indexed by [`Index::expire`] later.
+    Pending,
+    /// An equal or newer version is already indexed; nothing changed.
+    Stale,
+    /// A revoked version: the indicator was removed (or was not there).
+    Revoked,
+    /// Not active: `valid_until` has passed.
+    Expired,
+    /// `pattern_type` is not `stix`: not matched here.
+    NotStix,
+}
+
+/// Counts of what an index holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Indicators being matched.
+    pub live: usize,
+    /// Of those, decided by the index alone.
+    pub simple: usize,
+    /// Of those, confirmed by the evaluator.
+    pub confirmed: usize,
+    /// Of those, evaluated on every record (no indexable comparison).
+    pub always_evaluate: usize,
+    /// Waiting for their `valid_from`.
+    pub pending: usize,
+    /// Exact-value atoms (including parent-domain suffixes).
+    pub exact_atoms: usize,
+    /// CIDR atoms.
+    pub cidr_atoms: usize,
+    /// `LIKE` atoms.
+    pub like_atoms: usize,
+    /// `MATCHES` atoms.
+    pub regex_atoms: usize,
+    /// Whether the `MATCHES` atoms exceeded the regex-set size limit and run one by one.
+    pub regex_set_fallback: bool,
+}
+
+/// What [`Index::build`] did.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    /// Outcome counts by kind, in input order of first occurrence.
+    pub outcomes: Vec<(Inserted, usize)>,
+    /// Indicators that could not be used, with the reason (id when known).
+    pub errors: Vec<IndicatorError>,
+}
+
+impl BuildReport {
+    fn count(&mut self, o: Inserted) {
+        match self.outcomes.iter_mut().find(|(k, _)| *k == o) {
+            Some((_, n)) => *n += 1,
+            None => self.outcomes.push((o, 1)),
+        }
+    }
+
+    /// How many inserts had outcome `o`.
+    pub fn count_of(&self, o: Inserted) -> usize {
+        self.outcomes
+            .iter()
+            .find(|(k, _)| *k == o)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// What [`Index::expire`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// Indicators removed because `valid_until` passed.
+    pub expired: usize,
+    /// Pending indicators whose `valid_from` arrived, now indexed.
+    pub activated: usize,
+}
+
+/// One confirmed match of an indicator on a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The indicator.
+    pub indicator: IndicatorRef,
+    /// When (the record's time, or the fallback time).
+    pub time: Timestamp,
+    /// How many observations it stands for (`number_observed` for STIX input, else 1).
+    pub count: u64,
+}
+
+/// Counters of matching work, summed over calls to [`Index::match_record`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchStats {
+    /// Records matched.
+    pub records: u64,
+    /// Candidates the evaluator checked.
+    pub evaluated: u64,
+    /// Hits.
+    pub hits: u64,
+    /// Evaluations that failed ([`phalanx_pattern::MatchError`]); counted as no match.
+    pub eval_errors: u64,
+    /// The first few evaluation errors: indicator id and message.
+    pub eval_error_sample: Vec<(String, String)>,
+}
+
+const NONE: u32 = u32::MAX;
+const NO_PATH: u16 = u16::MAX;
+const MAX_EXACT_LEN: usize = u16::MAX as usize;
+const ERROR_SAMPLE: usize = 10;
+const SUFFIX_MARK: &str = "#suffix";
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    uuid: [u8; 16],
+    modified: i64,
+    valid_until: i64,
+    /// Index into `matchers`, or `NONE` when decided by the index.
+    matcher: u32,
+    atoms: u32,
+    live: bool,
+    always: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ExactAtom {
+    slot: u32,
+    next: u32,
+    off: u32,
+    len: u16,
+    path: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CidrKey {
+    path: u16,
+    v6: bool,
+    prefix: u8,
+    net: u128,
+}
+
+#[derive(Debug)]
+struct LikeAtom {
+    slot: u32,
+    path: u16,
+    literal: Box<str>,
+}
+
+#[derive(Debug)]
+struct RegexAtom {
+    slot: u32,
+    path: u16,
+    regex: Box<str>,
+    /// Compiled alone while pending, or when the set is over its size limit.
+    single: Option<Regex>,
+}
+
+#[derive(Debug)]
+struct PendingIndicator {
+    uuid: [u8; 16],
+    valid_from: i64,
+    modified: i64,
+    json: Value,
+}
+
+/// The indicator index. See the module documentation for structure and concurrency.
+pub struct Index {
+    config: IndexConfig,
+    hasher: hashbrown::DefaultHashBuilder,
+    slots: Vec<Slot>,
+    ids: HashTable<u32>,
+    matchers: Vec<Option<Matcher>>,
+    free_matchers: Vec<u32>,
+    paths: Vec<Box<str>>,
+    path_ids: HashMap<Box<str>, u16>,
+    known: [u16; KNOWN_PATHS.len()],
+    /// Per path id: bit 0 exact, 1 suffix, 2 cidr, 3 like, 4 regex.
+    path_flags: Vec<u8>,
+    /// Per path id: the id of its parent-domain suffix path, or `NO_PATH`.
+    suffix_path: Vec<u16>,
+    arena: Vec<u8>,
+    exact: Vec<ExactAtom>,
+    exact_table: HashTable<u32>,
+    /// A two-bit Bloom filter over exact and CIDR keys, small enough to stay in cache:
+    /// most lookups miss, and this saves them the table's cache misses.
+    bloom: Vec<u64>,
+    bloom_keys: usize,
+    cidr: hashbrown::HashMap<CidrKey, u32>,
+    cidr_atoms: Vec<(u32, u32)>,
+    cidr_lens: hashbrown::HashMap<(u16, bool), [u32; 129]>,
+    like: Vec<LikeAtom>,
+    like_ac: Option<AhoCorasick>,
+    like_main: usize,
+    like_small: Option<AhoCorasick>,
+    like_built: usize,
+    regex: Vec<RegexAtom>,
+    regex_set: Option<RegexSet>,
+    regex_main: usize,
+    regex_small: Option<RegexSet>,
+    regex_built: usize,
+    regex_fallback: bool,
+    always: Vec<u32>,
+    pending: Vec<PendingIndicator>,
+    deferred: bool,
+    dead_atoms: usize,
+    live_atoms: usize,
+    stats: IndexStats,
+}
+
+// Matching from several threads under a read lock needs these.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Index>();
+};
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::new(IndexConfig::default())
+    }
+}
+
+fn ts_micros(v: &Value, key: &str) -> Result<Option<i64>, IndicatorErrorKind> {
+    match v.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Timestamp::parse(s)
+            .map(|t| Some(t.as_micros()))
+            .map_err(|e| IndicatorErrorKind::Timestamp {
+                property: key.to_owned(),
+                reason: e.to_string(),
+            }),
+        Some(_) => Err(IndicatorErrorKind::Timestamp {
+            property: key.to_owned(),
+            reason: "not a string".into(),
+        }),
+    }
+}
+
+fn nfc(v: &str) -> Cow<'_, str> {
+    if v.is_ascii() {
+        Cow::Borrowed(v)
+    } else {
+        Cow::Owned(v.nfc().collect())
+    }
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new(config: IndexConfig) -> Index {
+        let mut idx = Index {
+            config,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            slots: Vec::new(),
+            ids: HashTable::new(),
+            matchers: Vec::new(),
+            free_matchers: Vec::new(),
+            paths: Vec::new(),
+            path_ids: HashMap::new(),
+            known: [NO_PATH; KNOWN_PATHS.len()],
+            path_flags: Vec::new(),
+            suffix_path: Vec::new(),
+            arena: Vec::new(),
+            exact: Vec::new(),
+            exact_table: HashTable::new(),
+            bloom: vec![0; 64],
+            bloom_keys: 0,
+            cidr: hashbrown::HashMap::new(),
+            cidr_atoms: Vec::new(),
+            cidr_lens: hashbrown::HashMap::new(),
+            like: Vec::new(),
+            like_ac: None,
+            like_main: 0,
+            like_small: None,
+            like_built: 0,
+            regex: Vec::new(),
+            regex_set: None,
+            regex_main: 0,
+            regex_small: None,
+            regex_built: 0,
+            regex_fallback: false,
+            always: Vec::new(),
+            pending: Vec::new(),
+            deferred: false,
+            dead_atoms: 0,
+            live_atoms: 0,
+            stats: IndexStats::default(),
+        };
+        for (i, p) in KNOWN_PATHS.iter().enumerate() {
+            idx.known[i] = idx.intern(p);
+        }
+        idx
+    }
+
+    /// Builds an index from indicator JSON texts, active at `now`. Unusable indicators
+    /// are reported in [`BuildReport::errors`], never silently dropped.
+    pub fn build<T: AsRef<[u8]>>(
+        texts: impl IntoIterator<Item = T>,
+        now: Timestamp,
+        config: IndexConfig,
+    ) -> (Index, BuildReport) {
+        let mut idx = Index::new(config);
+        let mut report = BuildReport::default();
+        idx.deferred = true;
+        for t in texts {
+            match idx.insert_json(t.as_ref(), now) {
+                Ok(o) => report.count(o),
+                Err(e) => report.errors.push(e),
+            }
+        }
+        idx.deferred = false;
+        idx.rebuild_like();
+        idx.rebuild_regex();
+        (idx, report)
+    }
+
+    /// Counts of what the index holds.
+    pub fn stats(&self) -> IndexStats {
+        IndexStats {
+            pending: self.pending.len(),
+            like_atoms: self.like.len(),
+            regex_atoms: self.regex.len(),
+            cidr_atoms: self.cidr_atoms.len(),
+            exact_atoms: self.exact.len(),
+            regex_set_fallback: self.regex_fallback,
+            ..self.stats
+        }
+    }
+
+    fn intern(&mut self, path: &str) -> u16 {
+        if let Some(&id) = self.path_ids.get(path) {
+            return id;
+        }
+        // More than 65,534 distinct paths: further ones share "no path" and their
+        // atoms are not indexed (the caller falls back to always-evaluate).
+        let Ok(id) = u16::try_from(self.paths.len()) else {
+            return NO_PATH;
+        };
+        if id == NO_PATH {
+            return NO_PATH;
+        }
+        self.paths.push(path.into());
+        self.path_ids.insert(path.into(), id);
+        self.path_flags.push(0);
+        self.suffix_path.push(NO_PATH);
+        id
+    }
+
+    fn uuid_hash(&self, uuid: &[u8; 16]) -> u64 {
+        self.hasher.hash_one(uuid)
+    }
+
+    fn find_slot(&self, uuid: &[u8; 16]) -> Option<u32> {
+        let h = self.uuid_hash(uuid);
+        self.ids
+            .find(h, |&s| self.slots[s as usize].uuid == *uuid)
+            .copied()
+    }
+
+    fn key_hash(hasher: &hashbrown::DefaultHashBuilder, path: u16, value: &[u8]) -> u64 {
+        hasher.hash_one((path, value))
+    }
+
+    fn bloom_bits(bloom: &[u64], h: u64) -> [(usize, u64); 2] {
+        let mask = bloom.len() * 64 - 1;
+        let a = (h as usize) & mask;
+        let b = ((h >> 32) as usize ^ (h >> 17) as usize) & mask;
+        [(a / 64, 1u64 << (a % 64)), (b / 64, 1u64 << (b % 64))]
+    }
+
+    fn bloom_may_contain(&self, h: u64) -> bool {
+        Self::bloom_bits(&self.bloom, h)
+            .iter()
+            .all(|&(w, bit)| self.bloom[w] & bit != 0)
+    }
+
+    /// Adds a key hash; grows (rebuilding from every key) to keep 16 to 32 bits a key.
+    fn bloom_add(&mut self, h: u64) {
+        if (self.bloom_keys + 1) * 16 > self.bloom.len() * 64 {
+            self.bloom_rebuild();
+        }
+        for (w, bit) in Self::bloom_bits(&self.bloom, h) {
+            self.bloom[w] |= bit;
+        }
+        self.bloom_keys += 1;
+    }
+
+    /// Rebuilds the filter from the exact and CIDR keys, sized for twice their number.
+    fn bloom_rebuild(&mut self) {
+        let n = self.exact.len() + self.cidr.len() + 1;
+        let words = (n * 32 / 64).max(64).next_power_of_two();
+        let mut bloom = vec![0u64; words];
+        let mut set = |h: u64| {
+            for (w, bit) in Self::bloom_bits(&bloom, h) {
+                bloom[w] |= bit;
+            }
+        };
+        for e in &self.exact {
+            let v = &self.arena[e.off as usize..e.off as usize + e.len as usize];
+            set(Self::key_hash(&self.hasher, e.path, v));
+        }
+        for key in self.cidr.keys() {
+            set(self.hasher.hash_one(key));
+        }
+        self.bloom = bloom;
+        self.bloom_keys = n - 1;
+    }
+
+    /// Inserts one indicator given as JSON text (see [`Index::insert`]).
+    pub fn insert_json(&mut self, text: &[u8], now: Timestamp) -> Result<Inserted, IndicatorError> {
+        let v =
+            phalanx_stix::json::parse_strict(text, self.config.max_json_depth).map_err(|e| {
+                IndicatorError {
+                    id: None,
+                    kind: IndicatorErrorKind::Json(e.to_string()),
+                }
+            })?;
+        self.insert(v, now)
+    }
+
+    /// Inserts (or replaces with a newer version, or removes when revoked) one
+    /// indicator, deciding activity at `now`.
+    pub fn insert(&mut self, v: Value, now: Timestamp) -> Result<Inserted, IndicatorError> {
+        let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+        let err = |kind| IndicatorError {
+            id: id.clone(),
+            kind,
+        };
+        if v.get("type").and_then(Value::as_str) != Some("indicator") {
+            return Err(err(IndicatorErrorKind::NotIndicator));
+        }
+        let uuid = match id.as_deref().map(phalanx_stix::id::parse_id) {
+            Some(Ok(("indicator", u))) => *u.as_bytes(),
+            _ => return Err(err(IndicatorErrorKind::BadId)),
+        };
+        let modified = match ts_micros(&v, "modified").and_then(|m| match m {
+            Some(m) => Ok(Some(m)),
+            None => ts_micros(&v, "created"),
+        }) {
+            Ok(m) => m.unwrap_or(i64::MIN),
+            Err(k) => return Err(err(k)),
+        };
+        let existing = self.find_slot(&uuid);
+        if let Some(s) = existing
+            && self.slots[s as usize].modified >= modified
+        {
+            return Ok(Inserted::Stale);
+        }
+        if let Some(p) = self.pending.iter().position(|p| p.uuid == uuid) {
+            if self.pending[p].modified >= modified {
+                return Ok(Inserted::Stale);
+            }
+            self.pending.swap_remove(p);
+        }
+        if v.get("revoked").and_then(Value::as_bool) == Some(true) {
+            if let Some(s) = existing {
+                self.kill(s);
+            }
+            return Ok(Inserted::Revoked);
+        }
+        if v.get("pattern_type").and_then(Value::as_str) != Some("stix") {
+            if let Some(s) = existing {
+                self.kill(s);
+            }
+            return Ok(Inserted::NotStix);
+        }
+        let valid_from = ts_micros(&v, "valid_from").map_err(err)?;
+        let valid_until = ts_micros(&v, "valid_until")
+            .map_err(err)?
+            .unwrap_or(i64::MAX);
+        let now_us = now.as_micros();
+        if valid_until <= now_us {
+            if let Some(s) = existing {
+                self.kill(s);
+            }
+            return Ok(Inserted::Expired);
+        }
+        let Some(text) = v.get("pattern").and_then(Value::as_str) else {
+            return Err(err(IndicatorErrorKind::NoPattern));
+        };
+        let pattern = Pattern::parse_with(text, &self.config.limits)
+            .map_err(|e| err(IndicatorErrorKind::Parse(e)))?;
+        let matcher = pattern
+            .compile()
+            .map_err(|e| err(IndicatorErrorKind::Compile(e)))?;
+        if let Some(from) = valid_from
+            && from > now_us
+        {
+            if let Some(s) = existing {
+                self.kill(s);
+            }
+            self.pending.push(PendingIndicator {
+                uuid,
+                valid_from: from,
+                modified,
+                json: v,
+            });
+            return Ok(Inserted::Pending);
+        }
+        if let Some(s) = existing {
+            self.kill(s);
+        }
+        let plan = plan(&pattern.expr);
+        Ok(self.add(uuid, modified, valid_until, plan, matcher))
+    }
+
+    fn add(
+        &mut self,
+        uuid: [u8; 16],
+        modified: i64,
+        valid_until: i64,
+        plan: crate::plan::Plan,
+        matcher: Matcher,
+    ) -> Inserted {
+        let Ok(slot) = u32::try_from(self.slots.len()) else {
+            // 4 billion slots: not reachable within memory; refuse rather than wrap.
+            return Inserted::Stale;
+        };
+        let mut atoms = plan.atoms;
+        // Atoms the structures cannot hold (an over-long value) make the indicator
+        // always-evaluate rather than lose matches.
+        if let Some(list) = &atoms
+            && list.iter().any(|a| match a {
+                Atom::Exact { value, .. } => value.len() > MAX_EXACT_LEN,
+                Atom::Suffix { suffix, .. } => suffix.len() > MAX_EXACT_LEN,
+                _ => false,
+            })
+        {
+            atoms = None;
+        }
+        // Arena offsets are u32: past 4 GiB of values, new indicators are evaluated on
+        // every record instead (far beyond any real feed, but never a wrap).
+        let new_bytes: usize = atoms.as_ref().map_or(0, |l| {
+            l.iter()
+                .map(|a| match a {
+                    Atom::Exact { value, .. } => value.len(),
+                    Atom::Suffix { suffix, .. } => suffix.len(),
+                    _ => 0,
+                })
+                .sum()
+        });
+        if self.arena.len() + new_bytes > u32::MAX as usize {
+            atoms = None;
+        }
+        let decided = plan.decided && atoms.is_some();
+        let matcher_idx = if decided {
+            NONE
+        } else if let Some(i) = self.free_matchers.pop() {
+            self.matchers[i as usize] = Some(matcher);
+            i
+        } else {
+            self.matchers.push(Some(matcher));
+            (self.matchers.len() - 1) as u32
+        };
+        let n_atoms = atoms.as_ref().map_or(0, Vec::len);
+        self.slots.push(Slot {
+            uuid,
+            modified,
+            valid_until,
+            matcher: matcher_idx,
+            atoms: u32::try_from(n_atoms).unwrap_or(u32::MAX),
+            live: true,
+            always: atoms.is_none(),
+        });
+        let h = self.uuid_hash(&uuid);
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.ids
+            .insert_unique(h, slot, |&s| hasher.hash_one(slots[s as usize].uuid));
+        self.stats.live += 1;
+        self.live_atoms += n_atoms;
+        let outcome = match atoms {
+            None => {
+                self.always.push(slot);
+                self.stats.always_evaluate += 1;
+                Inserted::AlwaysEvaluate
+            }
+            Some(list) => {
+                for a in list {
+                    self.add_atom(slot, a);
+                }
+                if decided {
+                    self.stats.simple += 1;
+                    Inserted::Simple
+                } else {
+                    self.stats.confirmed += 1;
+                    Inserted::Confirmed
+                }
+            }
+        };
+        if !self.deferred {
+            let n = self.config.rebuild_after.max(1);
+            if self.like.len() - self.like_built >= n {
+                if self.like.len() - self.like_main > (self.like_main / 4).max(16 * n) {
+                    self.rebuild_like();
+                } else {
+                    self.rebuild_like_small();
+                }
+            }
+            if self.regex.len() - self.regex_built >= (n / 4).max(1) && !self.regex_fallback {
+                if self.regex.len() - self.regex_main > (self.regex_main / 4).max(4 * n) {
+                    self.rebuild_regex();
+                } else {
+                    self.rebuild_regex_small();
+                }
+            }
+        }
+        outcome
+    }
+
+    fn add_exact(&mut self, slot: u32, path: u16, value: &[u8]) {
+        let h = Self::key_hash(&self.hasher, path, value);
+        self.bloom_add(h);
+        let idx = self.exact.len() as u32;
+        let (arena, exact) = (&self.arena, &self.exact);
+        let found = self.exact_table.find_mut(h, |&a| {
+            let e = &exact[a as usize];
+            e.path == path && &arena[e.off as usize..e.off as usize + e.len as usize] == value
+        });
+        match found {
+            Some(head) => {
+                let prev = *head;
+                let e = self.exact[prev as usize];
+                *head = idx;
+                self.exact.push(ExactAtom {
+                    slot,
+                    next: prev,
+                    off: e.off,
+                    len: e.len,
+                    path,
+                });
+            }
+            None => {
+                let off = self.arena.len() as u32;
+                self.arena.extend_from_slice(value);
+                self.exact.push(ExactAtom {
+                    slot,
+                    next: NONE,
+                    off,
+                    len: value.len() as u16,
+                    path,
+                });
+                let (arena, exact, hasher) = (&self.arena, &self.exact, &self.hasher);
+                self.exact_table.insert_unique(h, idx, |&a| {
+                    let e = &exact[a as usize];
+                    Self::key_hash(
+                        hasher,
+                        e.path,
+                        &arena[e.off as usize..e.off as usize + e.len as usize],
+                    )
+                });
+            }
+        }
+    }
+
+    fn add_atom(&mut self, slot: u32, atom: Atom) {
+        match atom {
+            Atom::Exact { path, value } => {
+                let p = self.intern(&path);
+                self.path_flags[p as usize] |= 1;
+                self.add_exact(slot, p, value.as_bytes());
+            }
+            Atom::Suffix { path, suffix } => {
+                let base = self.intern(&path);
+                let p = self.intern(&format!("{path}{SUFFIX_MARK}"));
+                if base == NO_PATH || p == NO_PATH {
+                    return;
+                }
+                self.path_flags[base as usize] |= 2;
+                self.suffix_path[base as usize] = p;
+                self.add_exact(slot, p, suffix.as_bytes());
+            }
+            Atom::Cidr { path, block } => {
+                let p = self.intern(&path);
+                self.path_flags[p as usize] |= 4;
+                let key = CidrKey {
+                    path: p,
+                    v6: block.v6,
+                    prefix: block.prefix,
+                    net: Block::network(block.v6, block.addr, block.prefix),
+                };
+                let idx = self.cidr_atoms.len() as u32;
+                let kh = self.hasher.hash_one(key);
+                self.bloom_add(kh);
+                let head = self.cidr.entry(key).or_insert(NONE);
+                self.cidr_atoms.push((slot, *head));
+                *head = idx;
+                let lens = self.cidr_lens.entry((p, block.v6)).or_insert([0; 129]);
+                lens[usize::from(block.prefix.min(128))] += 1;
+            }
+            Atom::Like { path, literal } => {
+                let p = self.intern(&path);
+                self.path_flags[p as usize] |= 8;
+                self.like.push(LikeAtom {
+                    slot,
+                    path: p,
+                    literal: literal.into(),
+                });
+            }
+            Atom::Regex { path, regex } => {
+                let p = self.intern(&path);
+                self.path_flags[p as usize] |= 16;
+                let limit = self.config.limits.max_regex_bytes;
+                let single = RegexBuilder::new(&regex)
+                    .size_limit(limit)
+                    .dfa_size_limit(limit)
+                    .build()
+                    .ok();
+                self.regex.push(RegexAtom {
+                    slot,
+                    path: p,
+                    regex: regex.into(),
+                    single,
+                });
+            }
+        }
+    }
+
+    /// Rebuilds the main automaton over every `LIKE` atom.
+    fn rebuild_like(&mut self) {
+        // Literal automata fail to build only on state-id overflow; then every LIKE
+        // atom stays on the one-by-one path.
+        self.like_ac = if self.like.is_empty() {
+            None
+        } else {
+            AhoCorasick::new(self.like.iter().map(|a| a.literal.as_bytes())).ok()
+        };
+        self.like_main = if self.like_ac.is_some() {
+            self.like.len()
+        } else {
+            0
+        };
+        self.like_small = None;
+        self.like_built = self.like_main;
+    }
+
+    /// Rebuilds the small automaton over the atoms added since the main one.
+    fn rebuild_like_small(&mut self) {
+        let recent = &self.like[self.like_main..];
+        if let Ok(ac) = AhoCorasick::new(recent.iter().map(|a| a.literal.as_bytes())) {
+            self.like_small = Some(ac);
+            self.like_built = self.like.len();
+        }
+    }
+
+    fn regex_set_of(&self, atoms: &[RegexAtom]) -> Option<RegexSet> {
+        RegexSetBuilder::new(atoms.iter().map(|a| &*a.regex))
+            .size_limit(self.config.max_regex_set_bytes)
+            .dfa_size_limit(self.config.max_regex_set_bytes)
+            .build()
+            .ok()
+    }
+
+    /// Rebuilds the main regex set over every `MATCHES` atom (or, over the size limit,
+    /// falls back to running each regex alone).
+    fn rebuild_regex(&mut self) {
+        self.regex_small = None;
+        if self.regex.is_empty() {
+            self.regex_set = None;
+            self.regex_main = 0;
+            self.regex_built = 0;
+            return;
+        }
+        match self.regex_set_of(&self.regex) {
+            Some(set) => {
+                self.regex_set = Some(set);
+                self.regex_main = self.regex.len();
+                self.regex_built = self.regex.len();
+                self.regex_fallback = false;
+                for a in &mut self.regex {
+                    a.single = None;
+                }
+            }
+            None => {
+                self.regex_set = None;
+                self.regex_main = 0;
+                self.regex_built = 0;
+                self.regex_fallback = true;
+                let limit = self.config.limits.max_regex_bytes;
+                for a in &mut self.regex {
+                    if a.single.is_none() {
+                        a.single = RegexBuilder::new(&a.regex)
+                            .size_limit(limit)
+                            .dfa_size_limit(limit)
+                            .build()
+                            .ok();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the small regex set over the atoms added since the main one.
+    fn rebuild_regex_small(&mut self) {
+        if let Some(set) = self.regex_set_of(&self.regex[self.regex_main..]) {
+            self.regex_small = Some(set);
+            self.regex_built = self.regex.len();
+            for a in &mut self.regex[self.regex_main..] {
+                a.single = None;
+            }
+        }
+    }
+
+    fn kill(&mut self, slot: u32) {
+        let s = self.slots[slot as usize];
+        if !s.live {
+            return;
+        }
+        self.slots[slot as usize].live = false;
+        let h = self.uuid_hash(&s.uuid);
+        if let Ok(e) = self.ids.find_entry(h, |&x| x == slot) {
+            e.remove();
+        }
+        if s.matcher != NONE {
+            self.matchers[s.matcher as usize] = None;
+            self.free_matchers.push(s.matcher);
+        }
+        self.stats.live -= 1;
+        if s.always {
+            self.always.retain(|&x| x != slot);
+            self.stats.always_evaluate -= 1;
+        } else if s.matcher == NONE {
+            self.stats.simple -= 1;
+        } else {
+            self.stats.confirmed -= 1;
+        }
+        self.live_atoms -= s.atoms as usize;
+        self.dead_atoms += s.atoms as usize;
+        if self.dead_atoms > 4096 && self.dead_atoms > self.live_atoms {
+            self.sweep();
+        }
+    }
+
+    /// Removes an indicator by id (any version, also a pending one). Returns whether it
+    /// was there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Ok(("indicator", u)) = phalanx_stix::id::parse_id(id) else {
+            return false;
+        };
+        let uuid = *u.as_bytes();
+        let before = self.pending.len();
+        self.pending.retain(|p| p.uuid != uuid);
+        let mut found = before != self.pending.len();
+        if let Some(s) = self.find_slot(&uuid) {
+            self.kill(s);
+            found = true;
+        }
+        found
+    }
+
+    /// Removes indicators whose `valid_until` is at or before `now`, and indexes pending
+    /// ones whose `valid_from` has arrived.
+    pub fn expire(&mut self, now: Timestamp) -> ExpireReport {
+        let now_us = now.as_micros();
+        let mut report = ExpireReport::default();
+        let dead: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live && s.valid_until <= now_us)
+            .map(|(i, _)| i as u32)
+            .collect();
+        for s in dead {
+            self.kill(s);
+            report.expired += 1;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.valid_from <= now_us);
+        self.pending = waiting;
+        for p in ready {
+            if matches!(
+                self.insert(p.json, now),
+                Ok(Inserted::Simple | Inserted::Confirmed | Inserted::AlwaysEvaluate)
+            ) {
+                report.activated += 1;
+            }
+        }
+        report
+    }
+
+    /// Drops the atoms of removed indicators and rebuilds the lookup structures.
+    fn sweep(&mut self) {
+        let live = |slots: &Vec<Slot>, s: u32| slots[s as usize].live;
+        let exact = std::mem::take(&mut self.exact);
+        let arena = std::mem::take(&mut self.arena);
+        self.exact_table = HashTable::new();
+        for e in exact {
+            if live(&self.slots, e.slot) {
+                let v = &arena[e.off as usize..e.off as usize + e.len as usize];
+                self.add_exact(e.slot, e.path, v);
+            }
+        }
+        let cidr = std::mem::take(&mut self.cidr);
+        let cidr_atoms = std::mem::take(&mut self.cidr_atoms);
+        self.cidr_lens.clear();
+        for (key, head) in cidr {
+            let mut a = head;
+            while a != NONE {
+                let (slot, next) = cidr_atoms[a as usize];
+                if live(&self.slots, slot) {
+                    let idx = self.cidr_atoms.len() as u32;
+                    let h = self.cidr.entry(key).or_insert(NONE);
+                    self.cidr_atoms.push((slot, *h));
+                    *h = idx;
+                    self.cidr_lens.entry((key.path, key.v6)).or_insert([0; 129])
+                        [usize::from(key.prefix.min(128))] += 1;
+                }
+                a = next;
+            }
+        }
+        let slots = &self.slots;
+        self.like.retain(|a| live(slots, a.slot));
+        self.regex.retain(|a| live(slots, a.slot));
+        self.rebuild_like();
+        self.rebuild_regex();
+        self.bloom_rebuild();
+        self.dead_atoms = 0;
+    }
+
+    fn exact_lookup(&self, path: u16, value: &[u8], out: &mut Vec<u32>) {
+        let h = Self::key_hash(&self.hasher, path, value);
+        if !self.bloom_may_contain(h) {
+            return;
+        }
+        let head = self.exact_table.find(h, |&a| {
+            let e = &self.exact[a as usize];
+            e.path == path && &self.arena[e.off as usize..e.off as usize + e.len as usize] == value
+        });
+        let mut a = head.copied().unwrap_or(NONE);
+        while a != NONE {
+            let e = &self.exact[a as usize];
+            if self.slots[e.slot as usize].live {
+                out.push(e.slot);
+            }
+            a = e.next;
+        }
+    }
+
+    /// Candidate slots for one (path, value) pair.
+    fn lookup_pair(&self, path: u16, value: &str, out: &mut Vec<u32>) {
+        let Some(&flags) = self.path_flags.get(path as usize) else {
+            return;
+        };
+        if flags == 0 {
+            return;
+        }
+        if flags & 1 != 0 {
+            self.exact_lookup(path, value.as_bytes(), out);
+        }
+        let needs_nfc = flags & (2 | 8 | 16) != 0;
+        let normal = if needs_nfc {
+            nfc(value)
+        } else {
+            Cow::Borrowed(value)
+        };
+        if flags & 2 != 0 {
+            let sp = self.suffix_path[path as usize];
+            if sp != NO_PATH {
+                for (i, c) in normal.char_indices() {
+                    if c == '.' {
+                        self.exact_lookup(sp, &normal.as_bytes()[i..], out);
+                    }
+                }
+            }
+        }
+        if flags & 4 != 0
+            && let Some(b) = Block::parse(value, false)
+            && let Some(lens) = self.cidr_lens.get(&(path, b.v6))
+        {
+            for len in 0..=b.prefix {
+                if lens[usize::from(len)] == 0 {
+                    continue;
+                }
+                let key = CidrKey {
+                    path,
+                    v6: b.v6,
+                    prefix: len,
+                    net: Block::network(b.v6, b.addr, len),
+                };
+                if !self.bloom_may_contain(self.hasher.hash_one(key)) {
+                    continue;
+                }
+                let mut a = self.cidr.get(&key).copied().unwrap_or(NONE);
+                while a != NONE {
+                    let (slot, next) = self.cidr_atoms[a as usize];
+                    if self.slots[slot as usize].live {
+                        out.push(slot);
+                    }
+                    a = next;
+                }
+            }
+        }
+        if flags & 8 != 0 {
+            let hay = normal.as_bytes();
+            let levels = [(&self.like_ac, 0usize), (&self.like_small, self.like_main)];
+            for (ac, base) in levels {
+                let Some(ac) = ac else { continue };
+                for m in ac.find_overlapping_iter(hay) {
+                    let a = &self.like[base + m.pattern().as_usize()];
+                    if a.path == path && self.slots[a.slot as usize].live {
+                        out.push(a.slot);
+                    }
+                }
+            }
+            for a in &self.like[self.like_built..] {
+                if a.path == path
+                    && self.slots[a.slot as usize].live
+                    && memchr::memmem::find(hay, a.literal.as_bytes()).is_some()
+                {
+                    out.push(a.slot);
+                }
+            }
+        }
+        if flags & 16 != 0 {
+            let levels = [
+                (&self.regex_set, 0usize),
+                (&self.regex_small, self.regex_main),
+            ];
+            for (set, base) in levels {
+                let Some(set) = set else { continue };
+                if !set.is_match(&normal) {
+                    continue;
+                }
+                for i in set.matches(&normal).iter() {
+                    let a = &self.regex[base + i];
+                    if a.path == path && self.slots[a.slot as usize].live {
+                        out.push(a.slot);
+                    }
+                }
+            }
+            for a in &self.regex[self.regex_built..] {
+                if a.path == path && self.slots[a.slot as usize].live {
+                    // A regex that failed to compile alone is a candidate every time:
+                    // the evaluator decides.
+                    if a.single.as_ref().is_none_or(|r| r.is_match(&normal)) {
+                        out.push(a.slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Matches one record; confirmed hits are appended to `hits`. `fallback` is the
+    /// time for records without one.
+    pub fn match_record(
+        &self,
+        record: &Record<'_>,
+        fallback: Timestamp,
+        hits: &mut Vec<Hit>,
+        stats: &mut MatchStats,
+    ) {
+        let time = record.time.unwrap_or(fallback);
+        if let Some(stix) = &record.stix {
+            for od in &stix.observed {
+                self.match_observed(od, &stix.scos, time, hits, stats);
+            }
+            return;
+        }
+        stats.records += 1;
+        let mut cand: Vec<u32> = Vec::new();
+        record.pairs(&mut |k, v| {
+            let p = self.known[k];
+            if p != NO_PATH {
+                self.lookup_pair(p, v, &mut cand);
+            }
+        });
+        if cand.is_empty() && self.always.is_empty() {
+            return;
+        }
+        cand.extend_from_slice(&self.always);
+        cand.sort_unstable();
+        cand.dedup();
+        if self.needs_eval(&cand) {
+            let (od, scos) = record.to_stix(time);
+            self.confirm(
+                &cand,
+                time,
+                1,
+                hits,
+                stats,
+                Some((std::slice::from_ref(&od), &scos)),
+            );
+        } else {
+            self.confirm(&cand, time, 1, hits, stats, None);
+        }
+    }
+
+    /// Matches one STIX observed-data object (SCOs resolved through `scos`).
+    pub fn match_observed(
+        &self,
+        od: &Value,
+        scos: &HashMap<String, Value>,
+        fallback: Timestamp,
+        hits: &mut Vec<Hit>,
+        stats: &mut MatchStats,
+    ) {
+        stats.records += 1;
+        let time = od
+            .get("last_observed")
+            .and_then(Value::as_str)
+            .and_then(|s| Timestamp::parse(s).ok())
+            .unwrap_or(fallback);
+        let count = od
+            .get("number_observed")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        let mut cand: Vec<u32> = Vec::new();
+        crate::emit::stix_pairs(od, scos, &mut |path, v| {
+            if let Some(&p) = self.path_ids.get(path) {
+                self.lookup_pair(p, v, &mut cand);
+            }
+        });
+        cand.extend_from_slice(&self.always);
+        cand.sort_unstable();
+        cand.dedup();
+        self.confirm(
+            &cand,
+            time,
+            count,
+            hits,
+            stats,
+            Some((std::slice::from_ref(od), scos)),
+        );
+    }
+
+    fn needs_eval(&self, cand: &[u32]) -> bool {
+        cand.iter().any(|&c| {
+            let s = &self.slots[c as usize];
+            s.live && s.matcher != NONE
+        })
+    }
+
+    fn confirm(
+        &self,
+        cand: &[u32],
+        time: Timestamp,
+        count: u64,
+        hits: &mut Vec<Hit>,
+        stats: &mut MatchStats,
+        stix: Option<(&[Value], &HashMap<String, Value>)>,
+    ) {
+        for &slot in cand.iter() {
+            let s = &self.slots[slot as usize];
+            if !s.live {
+                continue;
+            }
+            let hit = if s.matcher == NONE {
+                true
+            } else {
+                let Some(m) = self
+                    .matchers
+                    .get(s.matcher as usize)
+                    .and_then(Option::as_ref)
+                else {
+                    continue;
+                };
+                let Some((od, scos)) = stix else { continue };
+                stats.evaluated += 1;
+                match m.matches(od, scos) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stats.eval_errors += 1;
+                        if stats.eval_error_sample.len() < ERROR_SAMPLE {
+                            stats
+                                .eval_error_sample
+                                .push((IndicatorRef(s.uuid).id(), e.to_string()));
+                        }
+                        false
+                    }
+                }
+            };
+            if hit {
+                stats.hits += 1;
+                hits.push(Hit {
+                    indicator: IndicatorRef(s.uuid),
+                    time,
+                    count,
+                });
+            }
+        }
+    }
+}
