@@ -1,7 +1,7 @@
 //! `phalanx export`: a collection as a STIX bundle or JSON lines, streamed page by page
 //! from the store with each object's original JSON text.
 
-use crate::Format;
+use crate::blocking;
 use anyhow::Context;
 use clap::Args;
 use phalanx_node::{Caller, Node, Purpose};
@@ -18,9 +18,13 @@ pub struct ExportArgs {
     /// Collection id, alias or title.
     #[arg(long, short)]
     collection: String,
-    /// Output format.
+    /// Output format. `suricata`, `zeek-intel` and `blocklist` turn indicators into
+    /// rules and lists for active blocking: only what PAP allows (as --for-blocking).
     #[arg(long, value_enum, default_value = "bundle")]
-    format: Format,
+    format: ExportFormat,
+    /// First Suricata rule id (`--format suricata`).
+    #[arg(long, default_value_t = 3_900_000)]
+    sid_base: u32,
     /// Write to FILE (atomically: a partial export never appears under FILE) instead of
     /// stdout.
     #[arg(short, long, value_name = "FILE")]
@@ -52,6 +56,30 @@ pub struct ExportArgs {
     for_blocking: bool,
 }
 
+/// What `phalanx export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A STIX bundle.
+    Bundle,
+    /// One STIX object per line.
+    Jsonl,
+    /// Suricata rules (addresses, networks, domains via DNS and TLS SNI, URLs via HTTP).
+    Suricata,
+    /// A Zeek Intel framework file.
+    ZeekIntel,
+    /// One value per line (addresses, networks, domains, URLs, hashes, ...).
+    Blocklist,
+}
+
+impl ExportFormat {
+    fn for_blocking(self) -> bool {
+        matches!(
+            self,
+            ExportFormat::Suricata | ExportFormat::ZeekIntel | ExportFormat::Blocklist
+        )
+    }
+}
+
 /// Who an export is for, and why.
 fn audience(a: &ExportArgs) -> (Caller, Purpose) {
     let caller = match &a.recipient {
@@ -65,7 +93,7 @@ fn audience(a: &ExportArgs) -> (Caller, Purpose) {
             admin: false,
         },
     };
-    let purpose = if a.for_blocking {
+    let purpose = if a.for_blocking || a.format.for_blocking() {
         Purpose::Blocking
     } else {
         Purpose::Export
@@ -160,10 +188,14 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
         ..ObjectQuery::new(&col.id)
     };
     let (caller, purpose) = audience(a);
+    if a.format.for_blocking() {
+        return export_for_blocking(node, a, &col.id, q, &caller, purpose, json);
+    }
     let mut count = 0;
     with_output(a.output.as_deref(), |w| {
         count = match a.format {
-            Format::Bundle => {
+            ExportFormat::Suricata | ExportFormat::ZeekIntel | ExportFormat::Blocklist => 0,
+            ExportFormat::Bundle => {
                 write!(
                     w,
                     "{{\"type\":\"bundle\",\"id\":\"bundle--{}\",\"objects\":[",
@@ -179,7 +211,7 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
                 w.write_all(b"\n]}\n")?;
                 n
             }
-            Format::Jsonl => node.scan(&caller, purpose, q, |o| {
+            ExportFormat::Jsonl => node.scan(&caller, purpose, q, |o| {
                 w.write_all(one_line(&o.raw).as_bytes())?;
                 w.write_all(b"\n")?;
                 Ok::<_, anyhow::Error>(())
@@ -194,6 +226,110 @@ pub fn run(node: &Node, a: &ExportArgs, json: bool) -> anyhow::Result<()> {
             }));
         } else {
             eprintln!("exported {count} objects to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Indicators as Suricata rules, a Zeek Intel file or a plain list: the latest version
+/// of each indicator PAP lets go to active use, valid now, with a pattern that is a list
+/// of values (see [`blocking`]); what is skipped is counted with the reason.
+fn export_for_blocking(
+    node: &Node,
+    a: &ExportArgs,
+    collection: &str,
+    mut q: ObjectQuery,
+    caller: &Caller,
+    purpose: Purpose,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    q.types = vec!["indicator".into()];
+    q.versions = VersionFilter::parse("last").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = Timestamp::from_micros(phalanx_node::now_micros());
+    let mut indicators = 0u64;
+    let mut entries = 0u64;
+    let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sid = a.sid_base;
+    let format = a.format;
+    with_output(a.output.as_deref(), |w| {
+        match format {
+            ExportFormat::ZeekIntel => writeln!(
+                w,
+                "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc"
+            )?,
+            _ => writeln!(
+                w,
+                "# Phalanx {} of collection {collection}, {}",
+                match format {
+                    ExportFormat::Suricata => "Suricata rules",
+                    _ => "blocklist",
+                },
+                now.format(0)
+            )?,
+        }
+        node.scan(caller, purpose, q, |o| {
+            let v: serde_json::Value = serde_json::from_str(&o.raw)?;
+            let skip = |why: &str, skipped: &mut BTreeMap<String, u64>| {
+                *skipped.entry(why.to_owned()).or_default() += 1;
+            };
+            let valid = |k: &str| v[k].as_str().and_then(|t| Timestamp::parse(t).ok());
+            let usable = if v["revoked"] == true {
+                Err("revoked".to_owned())
+            } else if v["pattern_type"] != "stix" {
+                Err("pattern_type is not stix".to_owned())
+            } else if valid("valid_until").is_some_and(|t| t <= now) {
+                Err("expired (valid_until passed)".to_owned())
+            } else if valid("valid_from").is_some_and(|t| t > now) {
+                Err("not valid yet (valid_from ahead)".to_owned())
+            } else {
+                blocking::entries(v["pattern"].as_str().unwrap_or_default())
+            };
+            let list = match usable {
+                Ok(l) => l,
+                Err(why) => {
+                    skip(&why, &mut skipped);
+                    return Ok(());
+                }
+            };
+            let name = v["name"].as_str().unwrap_or("indicator");
+            let mut lines = Vec::new();
+            for e in &list {
+                match format {
+                    ExportFormat::ZeekIntel => lines.push(blocking::zeek_line(e, &o.id, name)),
+                    ExportFormat::Suricata => {
+                        match blocking::suricata_rules(e, &o.id, name, &mut sid) {
+                            Ok(r) => lines.extend(r),
+                            Err(why) => skip(why, &mut skipped),
+                        }
+                    }
+                    _ => lines.push(e.value.replace(['\n', '\r'], "")),
+                }
+            }
+            if !lines.is_empty() {
+                indicators += 1;
+            }
+            entries += lines.len() as u64;
+            for l in lines {
+                writeln!(w, "{l}")?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        Ok(())
+    })?;
+    let stats = serde_json::json!({
+        "collection": collection, "indicators": indicators, "entries": entries,
+        "skipped": skipped,
+    });
+    if json && a.output.is_some() {
+        crate::report::print_json(&stats);
+    } else if json {
+        // stdout carries the rules or the list.
+        eprintln!("{stats}");
+    } else {
+        eprintln!("exported {entries} entries from {indicators} indicators");
+        for (why, n) in &skipped {
+            eprintln!("  skipped {n}: {why}");
         }
     }
     Ok(())

@@ -248,7 +248,7 @@ pub fn read_batches(
     })
 }
 
-fn progress_bar(len: Option<u64>, enabled: bool) -> Option<ProgressBar> {
+pub fn progress_bar(len: Option<u64>, enabled: bool) -> Option<ProgressBar> {
     if !enabled || !std::io::stderr().is_terminal() {
         return None;
     }

@@ -10,8 +10,10 @@ mod bench;
 mod bench_federation;
 mod bench_policy;
 mod bench_taxii;
+mod blocking;
 mod datadir;
 mod export;
+mod hunt;
 mod ingest;
 mod pattern;
 mod peer;
@@ -105,6 +107,11 @@ enum Command {
     /// STIX 2.1 patterns: check one, or evaluate it against observed-data
     #[command(subcommand)]
     Pattern(pattern::PatternCmd),
+    /// Retro-hunt: the node's active indicators against telemetry (Zeek, Suricata,
+    /// STIX observed-data, mapped JSON); sightings stored in the `sightings` collection
+    Hunt(hunt::HuntArgs),
+    /// Follow a growing telemetry file and record sightings as they happen
+    Watch(hunt::WatchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +187,23 @@ enum BenchCmd {
     Policy(bench_policy::BenchPolicyArgs),
     /// Federation A → B → C over mutual TLS: propagation rate and single-object latency
     Federation(bench_federation::BenchFederationArgs),
+    /// Detection: index build for N indicators, eve.json lines parsed and matched per
+    /// second on one core, bytes per indicator
+    Detect(BenchDetectArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchDetectArgs {
+    /// Indicators (mixed IPs, CIDRs, domains, URLs, hashes, a few thousand multi-part)
+    #[arg(long, default_value_t = 1_000_000)]
+    indicators: usize,
+    /// eve.json-style lines (~500 bytes) to match
+    #[arg(long, default_value_t = 10_000_000)]
+    lines: usize,
+    /// Write a slice of the patterns and observations here for the stix2-matcher
+    /// comparison (`crates/detect/bench/stix2_matcher_bench.py DIR`)
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -275,6 +299,16 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             bench::import(&a, json)?;
             Ok(Status::Ok)
         }
+        Command::Bench(BenchCmd::Detect(a)) => {
+            let cfg = phalanx_detect::bench::BenchConfig {
+                indicators: a.indicators,
+                lines: a.lines,
+                export_dir: a.export,
+                ..Default::default()
+            };
+            print!("{}", phalanx_detect::bench::run(&cfg));
+            Ok(Status::Ok)
+        }
         Command::Bench(BenchCmd::Federation(a)) => {
             bench_federation::run(&a, json)?;
             Ok(Status::Ok)
@@ -304,6 +338,8 @@ fn run(cli: Cli) -> anyhow::Result<Status> {
             Ok(Status::Ok)
         }
         Command::Pattern(cmd) => pattern::run(json, cmd),
+        Command::Hunt(a) => hunt::hunt(&cli.data, json, &a),
+        Command::Watch(a) => hunt::watch(&cli.data, json, &a),
         Command::Pki(cmd) => {
             pki::run(cmd, json)?;
             Ok(Status::Ok)

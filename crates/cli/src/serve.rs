@@ -280,6 +280,22 @@ pub fn run(data: &Path, a: &ServeArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
+/// A flag that Ctrl-C or SIGTERM sets (for commands that run until interrupted and
+/// then finish their work, such as `phalanx watch`).
+pub fn interrupted() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signal = rt.block_on(async { shutdown_signal() })?;
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        rt.block_on(signal);
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    Ok(flag)
+}
+
 /// Ctrl-C or SIGTERM. The handlers are installed now, before the banner says the server
 /// is up: a signal that arrives right after the banner must stop it gracefully, not kill
 /// it with the default action.

@@ -338,3 +338,80 @@ fn ctrl_c_lets_the_request_in_flight_finish() {
         2000
     );
 }
+
+#[test]
+fn telemetry_posted_to_the_node_becomes_sightings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(phalanx(data, &["collection", "create", "intel"]));
+    let bundle = serde_json::json!({"type": "bundle", "id": "bundle--6b2c0c55-8f5e-4d0b-9d8e-2f3a4b5c6d7e", "objects": [{
+        "type": "indicator", "spec_version": "2.1",
+        "id": "indicator--00000000-0000-4000-8000-000000000001",
+        "created": "2020-01-01T00:00:00.000Z", "modified": "2020-01-01T00:00:00.000Z",
+        "pattern": "[ipv4-addr:value = '10.0.0.4']", "pattern_type": "stix",
+        "valid_from": "2020-01-01T00:00:00Z"}]});
+    ok(phalanx_stdin(
+        data,
+        &["import", "-c", "intel", "-"],
+        &bundle.to_string(),
+    ));
+    let token = |org: &str| {
+        String::from_utf8(ok(phalanx(data, &["token", "create", "--org", org, "--read"])).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (own, outsider) = (token("local"), token("acme"));
+    let zeek = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/telemetry/zeek-apt29-day1.jsonl"
+    ))
+    .unwrap();
+    let mut lines: Vec<&str> = zeek
+        .lines()
+        .filter(|l| l.contains("\"10.0.0.4\""))
+        .take(3)
+        .collect();
+    lines.push("{broken");
+    let body = lines.join("\n");
+    let serve = Serve::start(data);
+    let post = |query: &str, token: &str| {
+        request(
+            serve.addr,
+            "POST",
+            &format!("/detect/lines?{query}"),
+            &format!("Bearer {token}"),
+            &body,
+        )
+    };
+    let (status, answer) = post("format=zeek", &own);
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (
+            v["lines"].as_u64(),
+            v["malformed"].as_u64(),
+            v["hits"].as_u64()
+        ),
+        (Some(4), Some(1), Some(3)),
+        "{v}"
+    );
+    assert_eq!(v["errors"][0]["line"], 4);
+    assert_eq!(v["sightings"][0]["count"], 3);
+    assert_eq!(
+        v["sightings"][0]["sighting_of_ref"],
+        "indicator--00000000-0000-4000-8000-000000000001"
+    );
+    // The next batch adds to the same sighting.
+    let (_, answer) = post("format=zeek", &own);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["sightings"][0]["count"], 6);
+    // Only the node's own organisation; a bad format is named.
+    let (status, answer) = post("format=zeek", &outsider);
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = post("format=pcap", &own);
+    assert_eq!(status, 400);
+    assert!(answer.contains("pcap"), "{answer}");
+    serve.interrupt();
+    assert!(serve.wait().0.success());
+}

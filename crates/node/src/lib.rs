@@ -9,6 +9,7 @@
 
 pub mod attest;
 pub mod auth;
+pub mod detection;
 pub mod federation;
 pub mod sharing;
 
@@ -215,6 +216,8 @@ pub struct Node {
     own_org: String,
     /// The policy and the store's policy generation it was built at.
     policy_cache: Mutex<Option<sharing::Snapshot>>,
+    /// The detector's index, kept up to date with the store.
+    detection: detection::Detection,
 }
 
 /// Organisation id of a node that was not given one.
@@ -241,6 +244,7 @@ impl Node {
             password_cache: Mutex::new(HashMap::new()),
             own_org,
             policy_cache: Mutex::new(None),
+            detection: detection::Detection::default(),
         })
     }
 

@@ -323,6 +323,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         &["GET"],
     ),
     ("/admin/policy/explain", &["GET"]),
+    ("/detect/lines", &["POST"]),
     ("/healthz", &["GET"]),
     ("/metrics", &["GET"]),
 ];
@@ -350,6 +351,7 @@ pub fn router(node: Arc<Node>, metrics: Arc<Metrics>) -> Router {
             get(versions),
         )
         .route("/admin/policy/explain", get(explain))
+        .route("/detect/lines", axum::routing::post(detect_lines))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .fallback(not_found)
@@ -560,6 +562,89 @@ async fn delete_object(
     Ok(StatusCode::OK.into_response())
 }
 
+/// A request body of at most `limit` bytes (`too_large` when longer).
+async fn read_limited(
+    body: Body,
+    limit: u64,
+    too_large: ApiError,
+) -> Result<axum::body::Bytes, ApiError> {
+    match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large)
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// `POST /detect/lines?format=zeek|suricata|stix|json[&map=...]`: telemetry as JSON
+/// lines, matched against the node's active indicators; the sightings are stored in the
+/// `sightings` collection and returned with the line counters. For the node's own
+/// organisation (its users and tokens); bodies up to the default API root's
+/// max_content_length.
+async fn detect_lines(
+    State(app): State<App>,
+    cred: Credentials,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Body,
+) -> ApiResult {
+    use phalanx_node::detection::TelemetryFormat;
+    let bad = |m: String| ApiError::from(NodeError::BadRequest(m));
+    let mut format = None;
+    let mut map = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "format" => {
+                format = Some(TelemetryFormat::parse(&v).ok_or_else(|| {
+                    bad(format!(
+                        "query parameter format: {v:?} is not zeek, suricata, stix or json"
+                    ))
+                })?)
+            }
+            "map" => map = Some(v.into_owned()),
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    let format = format.ok_or_else(|| bad("query parameter format is required".into()))?;
+    let node = app.node.clone();
+    let (caller, limit) = blocking(move || {
+        let caller = cred.caller(&node)?;
+        Ok((
+            caller,
+            node.max_content_length(phalanx_node::DEFAULT_API_ROOT)?,
+        ))
+    })
+    .await?;
+    let too_large = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request too large",
+        format!("the body exceeds {limit} bytes; send the telemetry in parts"),
+    );
+    let bytes = read_limited(body, limit, too_large).await?;
+    let node = app.node.clone();
+    let report =
+        blocking(move || node.detect_lines(&caller, format, map.as_deref(), &bytes, now_micros()))
+            .await?;
+    let s = &report.stats;
+    Ok(axum::Json(serde_json::json!({
+        "lines": s.lines, "malformed": s.malformed, "too_long": s.too_long, "blank": s.blank,
+        "hits": s.matching.hits,
+        "errors": s.error_sample.iter().map(|e| serde_json::json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
+        "sightings": report.sightings,
+    }))
+    .into_response())
+}
+
 async fn add_objects(
     State(app): State<App>,
     Taxii(cred): Taxii,
@@ -608,26 +693,7 @@ async fn add_objects(
     {
         return Err(too_large(Some(n)));
     }
-    let bytes =
-        match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect()
-            .await
-        {
-            Ok(c) => c.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(too_large(None));
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    format!("cannot read the request body: {e}"),
-                ));
-            }
-        };
+    let bytes = read_limited(body, limit, too_large(None)).await?;
     let node = app.node.clone();
     let metrics = app.metrics.clone();
     let status = blocking(move || {

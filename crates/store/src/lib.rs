@@ -512,6 +512,8 @@ pub trait Store: Send + Sync {
     fn attestations_of(&self, collection: &str, id: &str, version: &str) -> Result<Vec<String>>;
     /// Number of object versions in a collection.
     fn count(&self, collection: &str) -> Result<u64>;
+    /// The newest `date_added` of a collection (`None`: empty).
+    fn last_added(&self, collection: &str) -> Result<Option<i64>>;
     /// Number of object versions in the whole store.
     fn total_objects(&self) -> Result<u64>;
 

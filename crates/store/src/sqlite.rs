@@ -888,6 +888,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn last_added(&self, collection: &str) -> Result<Option<i64>> {
+        let conn = self.reader()?;
+        let cseq = collection_seq(&conn, collection)?;
+        Ok(conn
+            .prepare_cached("SELECT MAX(date_added) FROM objects WHERE collection = ?1")?
+            .query_row([cseq], |r| r.get(0))?)
+    }
+
     fn count(&self, collection: &str) -> Result<u64> {
         let conn = self.reader()?;
         let cseq = collection_seq(&conn, collection)?;
