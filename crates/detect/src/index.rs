@@ -238,6 +238,47 @@ struct CidrKey {
     net: u128,
 }
 
+/// Probes buffered per record before the filter is consulted ([`Index::run_probes`]).
+const PROBES: usize = 16;
+
+/// The key of one filtered lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKey<'v> {
+    /// An exact (or parent-domain) value under a path.
+    Exact { path: u16, value: &'v [u8] },
+    /// A CIDR block.
+    Cidr(CidrKey),
+}
+
+/// One filtered lookup: the key and its hash.
+#[derive(Debug, Clone, Copy)]
+struct Probe<'v> {
+    hash: u64,
+    key: ProbeKey<'v>,
+}
+
+/// A fixed buffer of probes (no allocation per record).
+struct Probes<'v> {
+    buf: [Probe<'v>; PROBES],
+    len: usize,
+}
+
+impl<'v> Probes<'v> {
+    fn new() -> Self {
+        let empty = Probe {
+            hash: 0,
+            key: ProbeKey::Exact {
+                path: NO_PATH,
+                value: &[],
+            },
+        };
+        Probes {
+            buf: [empty; PROBES],
+            len: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LikeAtom {
     slot: u32,
@@ -280,8 +321,10 @@ pub struct Index {
     arena: Vec<u8>,
     exact: Vec<ExactAtom>,
     exact_table: HashTable<u32>,
-    /// A two-bit Bloom filter over exact and CIDR keys, small enough to stay in cache:
-    /// most lookups miss, and this saves them the table's cache misses.
+    /// A blocked Bloom filter over exact and CIDR keys (three bits in one 64-bit word
+    /// per key, see `bloom_bits`): most lookups miss, and this saves them the table's
+    /// cache misses. [`Index::match_record`] computes every key of a record first and
+    /// then reads their filter words together, so the misses on the filter overlap.
     bloom: Vec<u64>,
     bloom_keys: usize,
     cidr: hashbrown::HashMap<CidrKey, u32>,
@@ -466,17 +509,24 @@ impl Index {
         hasher.hash_one((path, value))
     }
 
-    fn bloom_bits(bloom: &[u64], h: u64) -> [(usize, u64); 2] {
-        let mask = bloom.len() * 64 - 1;
-        let a = (h as usize) & mask;
-        let b = ((h >> 32) as usize ^ (h >> 17) as usize) & mask;
-        [(a / 64, 1u64 << (a % 64)), (b / 64, 1u64 << (b % 64))]
+    /// The filter word of a key hash and the three bits it sets there.
+    ///
+    /// Blocked: all bits of a key sit in one 64-bit word, so a lookup costs one cache
+    /// miss instead of two (the filter is ~4 bytes per key, 4 MiB at a million
+    /// indicators: beyond L2, and the misses on it dominated matching in `perf`). At
+    /// ~32 bits per key, three bits in one word give a false-positive rate of ~0.2%,
+    /// below the two-word, two-bit filter it replaces (~0.4%).
+    #[inline]
+    fn bloom_bits(bloom: &[u64], h: u64) -> (usize, u64) {
+        let w = (h as usize) & (bloom.len() - 1);
+        let bit = |shift: u32| 1u64 << ((h >> shift) & 63);
+        (w, bit(40) | bit(46) | bit(52))
     }
 
+    #[inline]
     fn bloom_may_contain(&self, h: u64) -> bool {
-        Self::bloom_bits(&self.bloom, h)
-            .iter()
-            .all(|&(w, bit)| self.bloom[w] & bit != 0)
+        let (w, bits) = Self::bloom_bits(&self.bloom, h);
+        self.bloom.get(w).is_some_and(|&x| x & bits == bits)
     }
 
     /// Adds a key hash; grows (rebuilding from every key) to keep 16 to 32 bits a key.
@@ -484,9 +534,8 @@ impl Index {
         if (self.bloom_keys + 1) * 16 > self.bloom.len() * 64 {
             self.bloom_rebuild();
         }
-        for (w, bit) in Self::bloom_bits(&self.bloom, h) {
-            self.bloom[w] |= bit;
-        }
+        let (w, bits) = Self::bloom_bits(&self.bloom, h);
+        self.bloom[w] |= bits;
         self.bloom_keys += 1;
     }
 
@@ -496,9 +545,8 @@ impl Index {
         let words = (n * 32 / 64).max(64).next_power_of_two();
         let mut bloom = vec![0u64; words];
         let mut set = |h: u64| {
-            for (w, bit) in Self::bloom_bits(&bloom, h) {
-                bloom[w] |= bit;
-            }
+            let (w, bits) = Self::bloom_bits(&bloom, h);
+            bloom[w] |= bits;
         };
         for e in &self.exact {
             let v = &self.arena[e.off as usize..e.off as usize + e.len as usize];
@@ -1023,11 +1071,8 @@ impl Index {
         self.dead_atoms = 0;
     }
 
-    fn exact_lookup(&self, path: u16, value: &[u8], out: &mut Vec<u32>) {
-        let h = Self::key_hash(&self.hasher, path, value);
-        if !self.bloom_may_contain(h) {
-            return;
-        }
+    /// The chain of exact atoms under a key that passed the filter.
+    fn exact_chain(&self, h: u64, path: u16, value: &[u8], out: &mut Vec<u32>) {
         let head = self.exact_table.find(h, |&a| {
             let e = &self.exact[a as usize];
             e.path == path && &self.arena[e.off as usize..e.off as usize + e.len as usize] == value
@@ -1042,8 +1087,77 @@ impl Index {
         }
     }
 
+    /// The chain of CIDR atoms under a key that passed the filter.
+    fn cidr_chain(&self, key: &CidrKey, out: &mut Vec<u32>) {
+        let mut a = self.cidr.get(key).copied().unwrap_or(NONE);
+        while a != NONE {
+            let (slot, next) = self.cidr_atoms[a as usize];
+            if self.slots[slot as usize].live {
+                out.push(slot);
+            }
+            a = next;
+        }
+    }
+
     /// Candidate slots for one (path, value) pair.
     fn lookup_pair(&self, path: u16, value: &str, out: &mut Vec<u32>) {
+        let mut probes = Probes::new();
+        self.plan_pair(path, value, &mut probes, out);
+        self.run_probes(&mut probes, out);
+    }
+
+    /// Runs the filter over every planned probe, then the table lookups of those that
+    /// pass, and empties `probes`.
+    ///
+    /// The filter words of all probes are loaded first, in one loop without branches
+    /// between the loads, so their cache misses overlap (a record has ~6-10 probes:
+    /// two addresses, each also under its CIDR prefix lengths, names and their parent
+    /// domains, hashes); most probes stop there.
+    fn run_probes(&self, probes: &mut Probes<'_>, out: &mut Vec<u32>) {
+        let n = probes.len;
+        let mut pass = [false; PROBES];
+        for (p, ok) in probes.buf[..n].iter().zip(pass.iter_mut()) {
+            *ok = self.bloom_may_contain(p.hash);
+        }
+        for (p, ok) in probes.buf[..n].iter().zip(pass) {
+            if !ok {
+                continue;
+            }
+            match &p.key {
+                ProbeKey::Exact { path, value } => self.exact_chain(p.hash, *path, value, out),
+                ProbeKey::Cidr(key) => self.cidr_chain(key, out),
+            }
+        }
+        probes.len = 0;
+    }
+
+    /// Adds a probe, running the pending ones first when the buffer is full. A probe
+    /// equal to one already planned is dropped: records repeat values (`dns.rrname`
+    /// and `dns.answers[].rrname`), and candidates are deduplicated anyway.
+    fn push_probe<'v>(&self, probes: &mut Probes<'v>, probe: Probe<'v>, out: &mut Vec<u32>) {
+        if probes.buf[..probes.len]
+            .iter()
+            .any(|p| p.hash == probe.hash && p.key == probe.key)
+        {
+            return;
+        }
+        if probes.len == PROBES {
+            self.run_probes(probes, out);
+        }
+        probes.buf[probes.len] = probe;
+        probes.len += 1;
+    }
+
+    /// Plans the filtered lookups of one (path, value) pair (exact value, parent
+    /// domains, CIDR blocks) into `probes`, and runs the `LIKE` / `MATCHES` ones at
+    /// once (they do not go through the filter).
+    fn plan_pair<'v>(
+        &self,
+        path: u16,
+        value: &'v str,
+        probes: &mut Probes<'v>,
+        out: &mut Vec<u32>,
+    ) {
         let Some(&flags) = self.path_flags.get(path as usize) else {
             return;
         };
@@ -1051,7 +1165,10 @@ impl Index {
             return;
         }
         if flags & 1 != 0 {
-            self.exact_lookup(path, value.as_bytes(), out);
+            let v = value.as_bytes();
+            let hash = Self::key_hash(&self.hasher, path, v);
+            let key = ProbeKey::Exact { path, value: v };
+            self.push_probe(probes, Probe { hash, key }, out);
         }
         let needs_nfc = flags & (2 | 8 | 16) != 0;
         let normal = if needs_nfc {
@@ -1062,9 +1179,28 @@ impl Index {
         if flags & 2 != 0 {
             let sp = self.suffix_path[path as usize];
             if sp != NO_PATH {
-                for (i, c) in normal.char_indices() {
-                    if c == '.' {
-                        self.exact_lookup(sp, &normal.as_bytes()[i..], out);
+                match &normal {
+                    Cow::Borrowed(n) => {
+                        for (i, c) in n.char_indices() {
+                            if c == '.' {
+                                let v = &n.as_bytes()[i..];
+                                let hash = Self::key_hash(&self.hasher, sp, v);
+                                let key = ProbeKey::Exact { path: sp, value: v };
+                                self.push_probe(probes, Probe { hash, key }, out);
+                            }
+                        }
+                    }
+                    // A normalised copy does not outlive this call: look it up now.
+                    Cow::Owned(n) => {
+                        for (i, c) in n.char_indices() {
+                            if c == '.' {
+                                let v = &n.as_bytes()[i..];
+                                let h = Self::key_hash(&self.hasher, sp, v);
+                                if self.bloom_may_contain(h) {
+                                    self.exact_chain(h, sp, v, out);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -1083,17 +1219,15 @@ impl Index {
                     prefix: len,
                     net: Block::network(b.v6, b.addr, len),
                 };
-                if !self.bloom_may_contain(self.hasher.hash_one(key)) {
-                    continue;
-                }
-                let mut a = self.cidr.get(&key).copied().unwrap_or(NONE);
-                while a != NONE {
-                    let (slot, next) = self.cidr_atoms[a as usize];
-                    if self.slots[slot as usize].live {
-                        out.push(slot);
-                    }
-                    a = next;
-                }
+                let hash = self.hasher.hash_one(key);
+                self.push_probe(
+                    probes,
+                    Probe {
+                        hash,
+                        key: ProbeKey::Cidr(key),
+                    },
+                    out,
+                );
             }
         }
         if flags & 8 != 0 {
@@ -1164,12 +1298,14 @@ impl Index {
         }
         stats.records += 1;
         let mut cand: Vec<u32> = Vec::new();
+        let mut probes = Probes::new();
         record.pairs(&mut |k, v| {
             let p = self.known[k];
             if p != NO_PATH {
-                self.lookup_pair(p, v, &mut cand);
+                self.plan_pair(p, v, &mut probes, &mut cand);
             }
         });
+        self.run_probes(&mut probes, &mut cand);
         if cand.is_empty() && self.always.is_empty() {
             return;
         }

@@ -161,7 +161,7 @@ impl<'a> Record<'a> {
     }
 
     /// The `(path index in KNOWN_PATHS, value)` pairs the index looks up.
-    pub(crate) fn pairs(&self, f: &mut dyn FnMut(usize, &str)) {
+    pub(crate) fn pairs<'s>(&'s self, f: &mut dyn FnMut(usize, &'s str)) {
         let mut src_seen = false;
         let mut dst_seen = false;
         for o in &self.observables {
