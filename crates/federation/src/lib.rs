@@ -203,6 +203,7 @@ async fn feed_task(
             .and_then(|v| v["id"].as_str().map(str::to_owned))
     };
     let mut remote: Option<Remote> = None;
+    let mut ahead = Prefetch::default();
     loop {
         let n = node.clone();
         let feed = match blocking(move || Ok(n.feeds()?.into_iter().find(|f| f.id == id))).await {
@@ -244,7 +245,9 @@ async fn feed_task(
                     )
                     .await
                 }
-                FeedDirection::Push => push(&node, &client, &mut remote, &feed, &cfg).await,
+                FeedDirection::Push => {
+                    push(&node, &client, &mut remote, &feed, &cfg, &mut ahead).await
+                }
                 FeedDirection::Accept => return,
             };
             match round {
@@ -357,24 +360,66 @@ async fn pull(
 
 /// One push round: the next envelope of what the partner may receive; returns the rows
 /// passed (sent or skipped).
+/// A page read, decided and signed ahead, while the previous one is in flight.
+type Prepared = (phalanx_node::federation::Outgoing, Vec<Item>);
+
+/// The next page of a push feed, prepared ahead from `from` (a cursor not yet
+/// acknowledged: it is used only if the acknowledgement moves the feed's cursor there).
+#[derive(Default)]
+struct Prefetch {
+    from: Option<i64>,
+    page: Option<tokio::task::JoinHandle<Result<Prepared, String>>>,
+}
+
+/// Reads the page after `cursor`, through egress (purpose federate), and signs what this
+/// node produced — CPU and SQLite work, off the async threads.
+fn prepare(
+    node: &Arc<Node>,
+    feed: &Feed,
+    cursor: Option<i64>,
+    cfg: &Config,
+) -> tokio::task::JoinHandle<Result<Prepared, String>> {
+    let n = node.clone();
+    let mut f = feed.clone();
+    f.cursor = cursor;
+    let page = cfg.page;
+    let signer = cfg.signer.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = n
+            .outgoing(&f, page, phalanx_node::now_micros())
+            .map_err(|e| e.to_string())?;
+        let items = sign_all(&out.objects, signer.as_ref());
+        Ok((out, items))
+    })
+}
+
 async fn push(
     node: &Arc<Node>,
     client: &Client,
     cache: &mut Option<Remote>,
     feed: &Feed,
     cfg: &Config,
+    ahead: &mut Prefetch,
 ) -> RoundResult {
-    let n = node.clone();
-    let f = feed.clone();
-    let page = cfg.page;
-    let signer = cfg.signer.clone();
-    // Reading, the policy and signing are CPU and SQLite work: off the async threads.
-    let (out, items) = blocking(move || {
-        let out = n.outgoing(&f, page, phalanx_node::now_micros())?;
-        let items = sign_all(&out.objects, signer.as_ref());
-        Ok((out, items))
-    })
-    .await?;
+    // The page prepared during the last round, if the cursor moved where it was read
+    // from; else read it now.
+    let handle = match ahead.page.take() {
+        Some(h) if ahead.from == feed.cursor => h,
+        Some(h) => {
+            h.abort();
+            prepare(node, feed, feed.cursor, cfg)
+        }
+        None => prepare(node, feed, feed.cursor, cfg),
+    };
+    let (out, items) = handle.await.map_err(|e| format!("worker failed: {e}"))??;
+    // A full page: more is waiting. Prepare it while this one travels (the partner
+    // ingests, this node reads, decides and signs).
+    if out.scanned >= cfg.page
+        && let Some(c) = out.cursor
+    {
+        ahead.from = Some(c);
+        ahead.page = Some(prepare(node, feed, Some(c), cfg));
+    }
     if let Some(cursor) = out.cursor {
         let mut sent = 0;
         if !out.objects.is_empty() {
@@ -443,7 +488,7 @@ async fn push(
         })
         .await?;
     }
-    if out.scanned >= page {
+    if out.scanned >= cfg.page {
         return Ok(out.scanned);
     }
     // Caught up with the objects: recall what was deleted here since, then what
