@@ -8,6 +8,7 @@ use phalanx_stix::Timestamp;
 
 use crate::adapter::Adapter;
 use crate::index::{Hit, Index, MatchStats};
+use crate::observable::{Observable, Record};
 
 /// Limits of a [`Hunt`].
 #[derive(Debug, Clone)]
@@ -66,6 +67,21 @@ pub struct Hunt<'a> {
     config: HuntConfig,
     stats: LineStats,
     hits: Vec<Hit>,
+    /// The observables vector of the last record, kept empty between lines so its
+    /// allocation serves the next one ([`Adapter::parse_into`], [`recycle`]).
+    observables: Vec<Observable<'static>>,
+}
+
+/// An empty vector of another lifetime with the same allocation.
+///
+/// `Observable<'a>` and `Observable<'b>` have the same layout, so collecting an empty
+/// `into_iter()` reuses the buffer (std's in-place collection); were it ever not to,
+/// this only costs the allocation it was meant to save.
+// `filter(|_| false)`, as clippy suggests, would keep the lifetime: the point here.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(mut v: Vec<Observable<'_>>) -> Vec<Observable<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 impl<'a> Hunt<'a> {
@@ -76,6 +92,7 @@ impl<'a> Hunt<'a> {
             config,
             stats: LineStats::default(),
             hits: Vec::new(),
+            observables: Vec::new(),
         }
     }
 
@@ -112,13 +129,18 @@ impl<'a> Hunt<'a> {
             self.stats.blank += 1;
             return &self.hits;
         }
-        match self.adapter.parse(line) {
-            Ok(rec) => index.match_record(&rec, fallback, &mut self.hits, &mut self.stats.matching),
+        let mut rec = Record {
+            observables: recycle(std::mem::take(&mut self.observables)),
+            ..Record::default()
+        };
+        match self.adapter.parse_into(line, &mut rec) {
+            Ok(()) => index.match_record(&rec, fallback, &mut self.hits, &mut self.stats.matching),
             Err(e) => {
                 self.stats.malformed += 1;
                 self.error(format!("{} adapter: {e}", self.adapter.name()));
             }
         }
+        self.observables = recycle(rec.observables);
         &self.hits
     }
 
@@ -202,5 +224,32 @@ impl<'a> Hunt<'a> {
                 buf.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the allocation reuse `Hunt::line` relies on (a failure here costs speed,
+    /// not correctness).
+    #[test]
+    fn recycle_keeps_the_allocation() {
+        let mut v: Vec<Observable<'static>> = Vec::with_capacity(12);
+        v.push(Observable {
+            kind: crate::Kind::Ip,
+            value: "10.0.0.1".into(),
+        });
+        let (ptr, cap) = (v.as_ptr() as usize, v.capacity());
+        let line = String::from("x");
+        let mut w: Vec<Observable<'_>> = recycle(v);
+        assert!(w.is_empty());
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, cap));
+        w.push(Observable {
+            kind: crate::Kind::Domain,
+            value: line.as_str().into(),
+        });
+        let back: Vec<Observable<'static>> = recycle(w);
+        assert_eq!((back.as_ptr() as usize, back.capacity()), (ptr, cap));
     }
 }

@@ -385,6 +385,21 @@ fn ts_micros(v: &Value, key: &str) -> Result<Option<i64>, IndicatorErrorKind> {
     }
 }
 
+/// The block of an observed address (a bare address is a /32 or /128), as
+/// `Block::parse(value, false)`; IPv4 through the crate's fast parser (see
+/// `observable::is_ip` for why).
+#[inline]
+fn block_of(value: &str) -> Option<Block> {
+    match crate::observable::parse_ipv4(value.as_bytes()) {
+        Some(a) => Some(Block {
+            v6: false,
+            addr: u128::from(a),
+            prefix: 32,
+        }),
+        None => Block::parse(value, false),
+    }
+}
+
 fn nfc(v: &str) -> Cow<'_, str> {
     if v.is_ascii() {
         Cow::Borrowed(v)
@@ -1206,7 +1221,7 @@ impl Index {
             }
         }
         if flags & 4 != 0
-            && let Some(b) = Block::parse(value, false)
+            && let Some(b) = block_of(value)
             && let Some(lens) = self.cidr_lens.get(&(path, b.v6))
         {
             for len in 0..=b.prefix {

@@ -25,10 +25,14 @@
 //! indicators, on a loaded two-core machine): scanner alone ~1.10 M → ~1.56 M lines/s
 //! (the visitor-free figure the benchmark prints), adapter parsing ~0.60 M → ~0.76 M
 //! lines/s.
-//! What remains per line (perf, after): string scanning ~13% of samples (branch
+//! What remained per line (perf, after): string scanning ~13% of samples (branch
 //! misses on the closing quote: string lengths are unpredictable), `from_utf8` of the
 //! used values ~5%, address parsing ~3.5% (once in [`crate::Record::push`], again for
-//! the CIDR lookup). The next step, if parsing is the bottleneck, is a simdjson-style
+//! the CIDR lookup). The adapter-side items (UTF-8 checks, addresses, time, the
+//! record's allocation) were taken in the next round (see [`crate::adapter`]); string
+//! scanning (~13%, `Scanner::string`, the load after the word search that decides
+//! quote or backslash) and the token loop (`object` / `value` / `number`, ~10%) are
+//! now the largest parse costs. The next step, if parsing is the bottleneck, is a simdjson-style
 //! first pass (quote and backslash bitmaps over 64 bytes, in-string mask by prefix
 //! XOR) that removes the per-string branch. sonic-rs (SIMD, lazy `get_many`) was not
 //! evaluated in this round; its pointer lookups name array indices, so paths under
