@@ -209,13 +209,13 @@ impl Node {
             .map(|o| (o.id.clone(), o.date_added))
             .collect();
         let objects = self.egress(&peer, &c, Purpose::Federate, page.items, now_us)?;
+        let going: std::collections::HashSet<(&str, i64)> = objects
+            .iter()
+            .map(|o| (o.id.as_str(), o.date_added))
+            .collect();
         let mut recalls: Vec<String> = Vec::new();
         for (id, date_added) in candidates {
-            if recalls.contains(&id)
-                || objects
-                    .iter()
-                    .any(|o| o.id == id && o.date_added == date_added)
-            {
+            if going.contains(&(id.as_str(), date_added)) || recalls.contains(&id) {
                 continue;
             }
             let q = ObjectQuery {

@@ -151,19 +151,133 @@ impl<'de> Visitor<'de> for StrictVisitor {
 /// units), no whitespace, ECMAScript number formatting. Signatures and content digests are
 /// computed over this form.
 pub fn canonical(value: &Value) -> String {
+    if let Value::Object(m) = value {
+        return canonical_object(m);
+    }
     // Serialising a `serde_json::Value` cannot fail: every key is a string and every
     // number is finite.
     serde_json_canonicalizer::to_string(value).unwrap_or_default()
 }
 
 /// [`canonical`] of an object given as its map (no copy into a [`Value`]).
+///
+/// A direct writer handles what STIX objects hold — strings, integers, booleans, nulls,
+/// arrays, objects whose keys sort the same in UTF-8 and UTF-16 — without the general
+/// canonicaliser's intermediate steps (measured: the digest of every signed or verified
+/// object was ~20% of a federation hop's CPU). Anything else (floats, keys with
+/// characters from U+E000 up) goes through `serde_json_canonicalizer`; a test checks
+/// both agree on real data.
 pub fn canonical_object(object: &serde_json::Map<String, Value>) -> String {
-    serde_json_canonicalizer::to_string(object).unwrap_or_default()
+    let mut out = String::with_capacity(1024);
+    if write_fast(&mut out, object) {
+        out
+    } else {
+        serde_json_canonicalizer::to_string(object).unwrap_or_default()
+    }
+}
+
+/// Writes the RFC 8785 form of an object when no float and no key outside the range
+/// where UTF-8 and UTF-16 orders agree occurs; `false` otherwise (`out` then holds junk).
+fn write_fast(out: &mut String, object: &serde_json::Map<String, Value>) -> bool {
+    fn string(out: &mut String, s: &str) {
+        // serde_json escapes exactly as RFC 8785 asks: `"`, `\\`, control characters
+        // (\b \t \n \f \r or \u00xx with lower-case hex), nothing else.
+        if let Ok(text) = serde_json::to_string(s) {
+            out.push_str(&text);
+        }
+    }
+    fn value(out: &mut String, v: &Value) -> bool {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => {
+                // RFC 8785 numbers are IEEE doubles: integers print as themselves only
+                // up to 2^53.
+                match n.as_i64() {
+                    Some(i) if i.unsigned_abs() <= 1 << 53 => {
+                        out.push_str(itoa::Buffer::new().format(i));
+                    }
+                    _ => return false,
+                }
+            }
+            Value::String(s) => string(out, s),
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if !value(out, x) {
+                        return false;
+                    }
+                }
+                out.push(']');
+            }
+            Value::Object(m) => return object_into(out, m),
+        }
+        true
+    }
+    fn object_into(out: &mut String, m: &serde_json::Map<String, Value>) -> bool {
+        // serde_json's map iterates in UTF-8 byte order, which is UTF-16 order unless a
+        // key holds a character from U+E000 up.
+        if m.keys().any(|k| k.chars().any(|c| u32::from(c) >= 0xE000)) {
+            return false;
+        }
+        out.push('{');
+        for (i, (k, v)) in m.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            string(out, k);
+            out.push(':');
+            if !value(out, v) {
+                return false;
+            }
+        }
+        out.push('}');
+        true
+    }
+    object_into(out, object)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_canonical_form_equals_the_general_one() {
+        let cases = [
+            r#"{"b":1,"a":"x\u0001y\"\\/é","c":[true,null,-5,{"z":{},"y":[]}],"id":18446744073709551615}"#,
+            r#"{"f":1.5,"e":1e30}"#,
+            r#"{"\ue000":1,"\ud83d\ude00":2,"a":3}"#,
+            r#"{"\u2028":"\u007f\u001f\t"}"#,
+        ];
+        for c in cases {
+            let Value::Object(m) = serde_json::from_str::<Value>(c).unwrap() else {
+                unreachable!()
+            };
+            assert_eq!(
+                canonical_object(&m),
+                serde_json_canonicalizer::to_string(&m).unwrap(),
+                "{c}"
+            );
+        }
+        // Every object of the real ATT&CK for ICS bundle.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/stix/ics-attack.json"
+        );
+        let bundle: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let objects = bundle["objects"].as_array().unwrap();
+        assert!(objects.len() > 1000);
+        for o in objects {
+            let m = o.as_object().unwrap();
+            assert_eq!(
+                canonical_object(m),
+                serde_json_canonicalizer::to_string(m).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn duplicate_keys_are_refused_with_position() {
