@@ -195,12 +195,7 @@ async fn feed_task(
     };
     let own_identity: Option<String> = {
         let n = node.clone();
-        blocking(move || Ok(n.store().setting("node.identity")?))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["id"].as_str().map(str::to_owned))
+        blocking(move || n.own_identity()).await.ok().flatten()
     };
     let mut remote: Option<Remote> = None;
     let mut ahead = Prefetch::default();

@@ -48,8 +48,6 @@ pub struct Detector {
     pub index: Arc<RwLock<Index>>,
     /// Indicators it could not use, with why (from the first build).
     pub refused: Vec<phalanx_detect::IndicatorError>,
-    /// Indicators added, replaced or removed by this call's update.
-    pub updated: usize,
 }
 
 impl Node {
@@ -120,25 +118,15 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner());
         let collections = self.indicator_collections(&[])?;
         if state.is_none() {
+            // Updates start after the newest row (any type) and tombstone of today; read
+            // them before the indicators, so nothing falls between.
             let mut cursors = HashMap::new();
-            let mut texts = Vec::new();
             for c in &collections {
-                // Updates start after the newest row (any type) and tombstone of today.
                 let newest = self.store().last_added(c)?;
-                let tomb = self
-                    .store()
-                    .tombstones(c, None, usize::MAX)?
-                    .last()
-                    .map(|t| t.seq);
-                let q = ObjectQuery {
-                    types: vec!["indicator".into()],
-                    versions: last()?,
-                    limit: PAGE,
-                    ..ObjectQuery::new(c)
-                };
-                self.each_page(q, &mut |o| texts.push(o.raw))?;
+                let tomb = self.store().last_tombstone(c)?;
                 cursors.insert(c.clone(), (newest, tomb));
             }
+            let texts = self.active_indicators(&collections)?;
             let (index, report) = Index::build(texts, now, IndexConfig::default());
             let built = DetectorState {
                 index: Arc::new(RwLock::new(index)),
@@ -148,13 +136,11 @@ impl Node {
             let out = Detector {
                 index: built.index.clone(),
                 refused: built.report.errors.clone(),
-                updated: 0,
             };
             *state = Some(built);
             return Ok(out);
         }
         let s = state.as_mut().expect("checked above");
-        let mut updated = 0;
         let mut index = s.index.write().unwrap_or_else(|e| e.into_inner());
         for c in &collections {
             let (after, tomb) = s.cursors.get(c).copied().unwrap_or((None, None));
@@ -166,26 +152,22 @@ impl Node {
                 ..ObjectQuery::new(c)
             };
             let newest = self.each_page(q, &mut |o| {
-                if index.insert_json(o.raw.as_bytes(), now).is_ok() {
-                    updated += 1;
-                }
+                // Refusals were reported when the index was built; a later unusable
+                // version simply does not enter it.
+                let _ = index.insert_json(o.raw.as_bytes(), now);
             })?;
             let tombs = self.store().tombstones(c, tomb, usize::MAX)?;
             let tomb = tombs.last().map(|t| t.seq).or(tomb);
-            for t in tombs {
-                if t.object_type == "indicator" && index.remove(&t.id) {
-                    updated += 1;
-                }
+            for t in tombs.iter().filter(|t| t.object_type == "indicator") {
+                index.remove(&t.id);
             }
             s.cursors.insert(c.clone(), (newest, tomb));
         }
-        let expired = index.expire(now);
-        updated += expired.expired + expired.activated;
+        index.expire(now);
         drop(index);
         Ok(Detector {
             index: s.index.clone(),
             refused: s.report.errors.clone(),
-            updated,
         })
     }
 

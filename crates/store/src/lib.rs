@@ -504,6 +504,8 @@ pub trait Store: Send + Sync {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Tombstone>>;
+    /// The `seq` of a collection's newest tombstone (`None`: none).
+    fn last_tombstone(&self, collection: &str) -> Result<Option<i64>>;
     /// Moves a push feed's recall cursor forward to `seq`.
     fn feed_recalled(&self, id: i64, seq: i64) -> Result<()>;
     /// The JSON text of the stored attestations in a collection that claim to cover an

@@ -888,6 +888,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn last_tombstone(&self, collection: &str) -> Result<Option<i64>> {
+        let conn = self.reader()?;
+        let cseq = collection_seq(&conn, collection)?;
+        Ok(conn
+            .prepare_cached("SELECT MAX(seq) FROM tombstones WHERE collection = ?1")?
+            .query_row([cseq], |r| r.get(0))?)
+    }
+
     fn last_added(&self, collection: &str) -> Result<Option<i64>> {
         let conn = self.reader()?;
         let cseq = collection_seq(&conn, collection)?;
