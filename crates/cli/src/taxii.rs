@@ -18,9 +18,9 @@ use crate::report::Reporter;
 use crate::{Status, datadir};
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use phalanx_stix::Timestamp;
 use phalanx_stix::stream::SplitLimits;
-use phalanx_stix::{Timestamp, ValidObject};
-use phalanx_store::{NewCollection, Store};
+use phalanx_store::{NewCollection, Prepared, Store};
 use phalanx_taxii::client::{self, ApiRoot, Auth, Client, Collection};
 use phalanx_taxii::{Cut, Filters, StatusState, VersionFilter, next_cut};
 use serde_json::json;
@@ -381,14 +381,14 @@ impl Pusher<'_> {
     fn flush(
         &mut self,
         rep: &mut Reporter,
-        pending: &mut Vec<ValidObject>,
+        pending: &mut Vec<Prepared>,
         last: bool,
     ) -> anyhow::Result<()> {
         while !pending.is_empty() && (last || pending.len() >= self.envelope_size) {
             let sizes: Vec<usize> = pending
                 .iter()
                 .take(self.envelope_size)
-                .map(|o| o.raw().len())
+                .map(|o| o.raw.len())
                 .collect();
             match next_cut(&sizes, self.envelope_size, self.max_bytes) {
                 Cut::Oversize => {
@@ -396,19 +396,19 @@ impl Pusher<'_> {
                     self.tally.oversize += 1;
                     let message = format!(
                         "{} bytes: larger than the server's max_content_length ({} bytes); not sent",
-                        o.raw().len(),
+                        o.raw.len(),
                         self.max_bytes
                     );
                     if rep.is_json() {
                         rep.json_line(
-                            &json!({"id": o.id(), "outcome": "oversize", "reason": message}),
+                            &json!({"id": o.id, "outcome": "oversize", "reason": message}),
                         );
                     } else {
-                        rep.say(&format!("error: {}: {message}", o.id()));
+                        rep.say(&format!("error: {}: {message}", o.id));
                     }
                 }
                 Cut::Envelope(n) => {
-                    let batch: Vec<ValidObject> = pending.drain(..n).collect();
+                    let batch: Vec<Prepared> = pending.drain(..n).collect();
                     self.send(rep, &batch)?;
                 }
             }
@@ -416,10 +416,10 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    fn send(&mut self, rep: &mut Reporter, objects: &[ValidObject]) -> anyhow::Result<()> {
+    fn send(&mut self, rep: &mut Reporter, objects: &[Prepared]) -> anyhow::Result<()> {
         let raws = objects
             .iter()
-            .map(|o| serde_json::from_str::<&RawValue>(o.raw()))
+            .map(|o| serde_json::from_str::<&RawValue>(&o.raw))
             .collect::<Result<Vec<_>, _>>()
             .context("a validated object is not JSON")?;
         self.tally.envelopes += 1;
@@ -505,7 +505,7 @@ fn push(json: bool, a: &PushArgs) -> anyhow::Result<Status> {
     let mut rep = Reporter::new(json, a.warnings);
     for source in sources {
         rep.start_file(&source.name, None);
-        let mut pending: Vec<ValidObject> = Vec::new();
+        let mut pending: Vec<Prepared> = Vec::new();
         let result = ingest::read_batches(
             source,
             pusher.envelope_size,

@@ -428,6 +428,73 @@ pub struct Restored {
     pub source: Option<String>,
 }
 
+/// An object version made ready for the store: every column the writer needs, computed
+/// from the parsed object beforehand (on any thread). Bulk import prepares versions on
+/// every core and drops the parsed JSON there, so the single writer only writes
+/// (measured: freeing parsed objects and deriving the facts took a fifth of the writer's
+/// time at 1M objects).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// STIX id.
+    pub id: String,
+    /// STIX type.
+    pub object_type: String,
+    /// `spec_version` (2.1 when absent).
+    pub spec_version: String,
+    /// Version key: `modified` (else `created`) with 9 fraction digits, so text order is
+    /// time order; empty for unversioned objects.
+    pub vkey: String,
+    /// The version as the object writes it; `None` for unversioned objects.
+    pub version: Option<String>,
+    /// The original JSON text.
+    pub raw: Box<str>,
+    /// The sharing facts (without `source`: the ingest names it).
+    pub facts: phalanx_policy::Facts,
+    /// What an attestation claims to cover: (id, version) pairs; empty for other types.
+    pub covers: Vec<(String, String)>,
+}
+
+impl Prepared {
+    /// Prepares a valid object.
+    pub fn of(o: &ValidObject) -> Prepared {
+        let (vkey, version) = version_key(o);
+        Prepared {
+            id: o.id().to_owned(),
+            object_type: o.object_type().to_owned(),
+            spec_version: o.spec_version().unwrap_or("2.1").to_owned(),
+            vkey,
+            version,
+            raw: o.raw().into(),
+            facts: phalanx_policy::Facts::of(o.json(), None),
+            covers: if o.object_type() == phalanx_policy::provenance::ATTESTATION {
+                phalanx_policy::provenance::covered(o.json())
+                    .into_iter()
+                    .map(|(id, v)| (id.to_owned(), v.to_owned()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// The version key of an object ([`Prepared::vkey`]) and its version as written.
+fn version_key(o: &phalanx_stix::StixObject) -> (String, Option<String>) {
+    if o.class() == phalanx_stix::ObjectClass::Sco {
+        return (String::new(), None);
+    }
+    let raw = o.str_prop("modified").or_else(|| o.str_prop("created"));
+    match o.version() {
+        Some(t) => (vkey(&t), raw.map(str::to_owned)),
+        None => (String::new(), None),
+    }
+}
+
+/// A timestamp as a version key (9 fraction digits: text order is time order).
+pub(crate) fn vkey(t: &Timestamp) -> String {
+    t.format(9)
+}
+
 /// Builds the status resource of an ingest from its outcomes: (status id, status).
 pub type StatusBuilder<'a> = dyn FnMut(&[IngestOutcome]) -> (String, StoredStatus) + 'a;
 
@@ -460,6 +527,14 @@ pub trait Store: Send + Sync {
         &self,
         collection: &str,
         objects: &[ValidObject],
+        source: Option<&str>,
+        now_us: i64,
+    ) -> Result<Vec<IngestOutcome>>;
+    /// As [`Store::ingest_from`] for versions prepared beforehand ([`Prepared::of`]).
+    fn ingest_prepared(
+        &self,
+        collection: &str,
+        versions: &[Prepared],
         source: Option<&str>,
         now_us: i64,
     ) -> Result<Vec<IngestOutcome>>;

@@ -5,15 +5,16 @@
 
 use crate::{
     ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, Feed, FeedDirection, IngestOutcome,
-    NewCollection, NewFeed, ObjectQuery, Page, Principal, PrincipalKind, Restored, Result,
-    StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus, Tombstone,
-    VersionFilter,
+    NewCollection, NewFeed, ObjectQuery, Page, Prepared, Principal, PrincipalKind, Restored,
+    Result, StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus,
+    Tombstone, VersionFilter, vkey,
 };
 use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
 use phalanx_policy::provenance::ATTESTATION;
 use phalanx_policy::{Facts, Partner};
-use phalanx_stix::{ObjectClass, StixObject, Timestamp, ValidObject};
+use phalanx_stix::{StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -203,19 +204,6 @@ impl Drop for ReadConn<'_> {
     }
 }
 
-/// The version key of an object: its normalised `modified`/`created` (9 fraction digits,
-/// so text order is time order), or empty for unversioned SCOs.
-fn version_of(o: &StixObject) -> (String, Option<String>) {
-    if o.class() == ObjectClass::Sco {
-        return (String::new(), None);
-    }
-    let raw = o.str_prop("modified").or_else(|| o.str_prop("created"));
-    match o.version() {
-        Some(t) => (t.format(9), raw.map(str::to_owned)),
-        None => (String::new(), None),
-    }
-}
-
 /// A stable 64-bit key for an id, indexed instead of the id text: an index of 8-byte
 /// keys is a fraction of the size of one of ~60-byte ids, and since ids are random every
 /// commit rewrites the index pages it touches (bulk ingest at 1M objects: ~1.3x faster).
@@ -235,10 +223,6 @@ fn id_hash(id: &str) -> i64 {
 /// (collection, id_hash) index answers with one seek.
 const NEIGHBOUR: &str = "SELECT 1 FROM objects n WHERE n.collection = objects.collection \
      AND n.id_hash = objects.id_hash AND n.stix_id = objects.stix_id";
-
-fn vkey(t: &Timestamp) -> String {
-    t.format(9)
-}
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in a file.
@@ -335,7 +319,7 @@ impl SqliteStore {
     fn ingest_tx(
         &self,
         collection: &str,
-        objects: &mut dyn Iterator<Item = (&ValidObject, Option<i64>, Option<&str>)>,
+        objects: &mut dyn Iterator<Item = (Cow<'_, Prepared>, Option<i64>, Option<&str>)>,
         now_us: i64,
         status: Option<&mut StatusBuilder<'_>>,
         feed: Option<(i64, i64)>,
@@ -356,7 +340,7 @@ impl SqliteStore {
                 Some(d) => d,
                 None => now_us.max(last + 1),
             };
-            let outcome = insert_one(&tx, cseq, o, date, source)?;
+            let outcome = insert_one(&tx, cseq, &o, date, source)?;
             if let IngestOutcome::Added { date_added } = outcome {
                 last = last.max(date_added);
             }
@@ -484,24 +468,22 @@ fn version_clause(v: &VersionFilter, args: &mut Vec<rusqlite::types::Value>) -> 
 fn insert_one(
     tx: &Transaction<'_>,
     collection: i64,
-    o: &ValidObject,
+    o: &Prepared,
     date_added: i64,
     source: Option<&str>,
 ) -> Result<IngestOutcome> {
-    let (key, version) = version_of(o);
-    let id = o.id();
-    let hash = id_hash(id);
+    let hash = id_hash(&o.id);
     let existing: Option<(String, i64)> = tx
         .prepare_cached(
             "SELECT raw, date_added FROM objects
              WHERE collection = ?1 AND id_hash = ?2 AND stix_id = ?3 AND vkey = ?4",
         )?
-        .query_row(params![collection, hash, id, key], |r| {
+        .query_row(params![collection, hash, o.id, o.vkey], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     let Some((raw, existing_date_added)) = existing else {
-        let facts = Facts::of(o.json(), source);
+        let facts = &o.facts;
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw,
@@ -510,14 +492,14 @@ fn insert_one(
             )?
             .execute(params![
                 collection,
-                id,
+                o.id,
                 hash,
-                o.object_type(),
-                o.spec_version().unwrap_or("2.1"),
-                key,
-                version,
+                o.object_type,
+                o.spec_version,
+                o.vkey,
+                o.version,
                 date_added,
-                o.raw(),
+                &*o.raw,
                 facts.tlp.map(tlp_code),
                 facts.pap.map(pap_code),
                 labels_text(&facts.labels),
@@ -528,16 +510,20 @@ fn insert_one(
         or_exists(inserted, || {
             format!("date_added {date_added} in collection {collection}")
         })?;
-        if o.object_type() == ATTESTATION {
-            index_attestation(tx, collection, tx.last_insert_rowid(), o.json())?;
+        if !o.covers.is_empty() {
+            index_attestation(
+                tx,
+                collection,
+                tx.last_insert_rowid(),
+                o.covers.iter().map(|(id, v)| (id.as_str(), v.as_str())),
+            )?;
         }
         return Ok(IngestOutcome::Added { date_added });
     };
     // The (id, version) is taken: the same content is a duplicate, anything else a conflict.
-    let same = raw == o.raw()
-        || StixObject::parse(raw.as_bytes(), 128)
-            .map(|stored| stored.same_content(o))
-            .unwrap_or(false);
+    let parse = |text: &str| StixObject::parse(text.as_bytes(), 128).ok();
+    let same = *raw == *o.raw
+        || matches!((parse(&raw), parse(&o.raw)), (Some(a), Some(b)) if a.same_content(&b));
     Ok(if same {
         IngestOutcome::Duplicate
     } else {
@@ -738,7 +724,25 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|o| (o, None, source)),
+            &mut objects
+                .iter()
+                .map(|o| (Cow::Owned(Prepared::of(o)), None, source)),
+            now_us,
+            None,
+            None,
+        )
+    }
+
+    fn ingest_prepared(
+        &self,
+        collection: &str,
+        versions: &[Prepared],
+        source: Option<&str>,
+        now_us: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.ingest_tx(
+            collection,
+            &mut versions.iter().map(|v| (Cow::Borrowed(v), None, source)),
             now_us,
             None,
             None,
@@ -755,7 +759,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|o| (o, None, source)),
+            &mut objects
+                .iter()
+                .map(|o| (Cow::Owned(Prepared::of(o)), None, source)),
             now_us,
             Some(status),
             None,
@@ -769,9 +775,13 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects
-                .iter()
-                .map(|r| (&r.object, Some(r.date_added), r.source.as_deref())),
+            &mut objects.iter().map(|r| {
+                (
+                    Cow::Owned(Prepared::of(&r.object)),
+                    Some(r.date_added),
+                    r.source.as_deref(),
+                )
+            }),
             0,
             None,
             None,
@@ -1088,7 +1098,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects.iter().map(|o| (o, None, source)),
+            &mut objects
+                .iter()
+                .map(|o| (Cow::Owned(Prepared::of(o)), None, source)),
             now_us,
             None,
             Some((feed, cursor)),
@@ -1348,23 +1360,28 @@ fn backfill_facts(tx: &Transaction<'_>, markings: bool) -> Result<()> {
         }
         producer.execute(params![seq, f.producer])?;
         if map.get("type").and_then(serde_json::Value::as_str) == Some(ATTESTATION) {
-            index_attestation(tx, collection, seq, &map)?;
+            index_attestation(
+                tx,
+                collection,
+                seq,
+                phalanx_policy::provenance::covered(&map),
+            )?;
         }
     }
     Ok(())
 }
 
 /// Records what a stored attestation (row `seq`) claims to cover.
-fn index_attestation(
+fn index_attestation<'a>(
     tx: &Transaction<'_>,
     collection: i64,
     seq: i64,
-    att: &serde_json::Map<String, serde_json::Value>,
+    covers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO attested (collection, stix_id, version, attestation) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (id, version) in phalanx_policy::provenance::covered(att) {
+    for (id, version) in covers {
         insert.execute(params![collection, id, version, seq])?;
     }
     Ok(())
