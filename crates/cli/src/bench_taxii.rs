@@ -70,6 +70,9 @@ struct Run {
     read_partner: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// p90 and the slowest GET, printed per run to show the shape of the tail.
+    p90_ms: f64,
+    max_ms: f64,
     gets_per_sec: f64,
     get_errors: f64,
 }
@@ -293,6 +296,8 @@ async fn one_run(a: &BenchTaxiiArgs, t: &Target, seed: u64) -> anyhow::Result<Ru
         read_partner,
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
+        p90_ms: percentile(&lat, 90.0),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
         gets_per_sec,
         get_errors: get_errors as f64,
     })
@@ -337,12 +342,14 @@ pub fn run(a: &BenchTaxiiArgs, json: bool) -> anyhow::Result<()> {
         };
         let r = runtime.block_on(one_run(a, &target, 0x9E37_79B9_7F4A_7C15 ^ i as u64))?;
         eprintln!(
-            "run {}: write {:.0} obj/s, read {:.0} obj/s, GET p50 {:.2} ms, p99 {:.2} ms ({:.0} GETs/s, {} failed)",
+            "run {}: write {:.0} obj/s, read {:.0} obj/s, GET p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({:.0} GETs/s, {} failed)",
             i + 1,
             r.write,
             r.read,
             r.p50_ms,
+            r.p90_ms,
             r.p99_ms,
+            r.max_ms,
             r.gets_per_sec,
             r.get_errors
         );

@@ -374,7 +374,12 @@ impl Node {
 
     /// Authenticates a bearer token.
     pub fn authenticate_token(&self, token: &str) -> Result<Caller> {
-        match self.store.token_by_hash(&auth::token_hash(token))? {
+        let hash = auth::token_hash(token);
+        let found = self
+            .snapshot()?
+            .catalog
+            .token(&hash, || Ok(self.store.token_by_hash(&hash)?))?;
+        match found {
             Some(p) if p.revoked_us.is_none() => Ok(Caller::of(&p)),
             Some(_) => Err(NodeError::Unauthenticated(
                 "the token has been revoked".into(),
@@ -501,10 +506,17 @@ impl Node {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(not_found());
         }
-        let c = match self.store.find_collection(id) {
-            Ok(c) if c.id == id && c.api_root == root => c,
-            Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
-            Err(e) => return Err(e.into()),
+        let found =
+            self.snapshot()?
+                .catalog
+                .collection(id, || match self.store.find_collection(id) {
+                    Ok(c) if c.id == id => Ok(Some(c)),
+                    Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                })?;
+        let c = match found {
+            Some(c) if c.api_root == root => c,
+            _ => return Err(not_found()),
         };
         if caller.may_read(&c) || caller.may_write(&c) {
             Ok(c)

@@ -12,10 +12,10 @@ use phalanx_policy::{
     Agreement, AgreementDoc, AgreementStatus, Partner, Policy, Recipient, Subject, Verdict,
 };
 use phalanx_store::{
-    Collection, ObjectQuery, StoreError, StoredAgreement, StoredObject, VersionFilter,
+    Collection, ObjectQuery, Principal, StoreError, StoredAgreement, StoredObject, VersionFilter,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Why objects leave the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,54 @@ pub(crate) struct Snapshot {
     policy: Arc<Policy>,
     /// Partner id → local collections its node may write (accept feeds).
     accepts: Arc<HashMap<String, Vec<String>>>,
+    /// Tokens and collections read at this generation.
+    pub(crate) catalog: Arc<Catalog>,
+}
+
+/// Principals (by token hash) and collections (by id) as the store held them at one
+/// policy generation, which every change to either moves. Only what was found is kept,
+/// so the maps are bounded by the store's own tables, whatever callers send.
+#[derive(Default)]
+pub(crate) struct Catalog {
+    tokens: Mutex<HashMap<String, Principal>>,
+    collections: Mutex<HashMap<String, Collection>>,
+}
+
+impl Catalog {
+    /// The principal of a token hash, from the cache or `load`.
+    pub(crate) fn token(
+        &self,
+        hash: &str,
+        load: impl FnOnce() -> Result<Option<Principal>>,
+    ) -> Result<Option<Principal>> {
+        cached(&self.tokens, hash, load)
+    }
+
+    /// A collection by id, from the cache or `load`.
+    pub(crate) fn collection(
+        &self,
+        id: &str,
+        load: impl FnOnce() -> Result<Option<Collection>>,
+    ) -> Result<Option<Collection>> {
+        cached(&self.collections, id, load)
+    }
+}
+
+fn cached<T: Clone>(
+    map: &Mutex<HashMap<String, T>>,
+    key: &str,
+    load: impl FnOnce() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    if let Some(v) = map.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        return Ok(Some(v.clone()));
+    }
+    let found = load()?;
+    if let Some(v) = &found {
+        map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), v.clone());
+    }
+    Ok(found)
 }
 
 /// What checking an agreement needs from the node.
@@ -154,7 +202,7 @@ impl Node {
 
     /// The policy and the write grants of partners' nodes, as of the store's current
     /// policy generation (partners, agreements and feeds all move it).
-    fn snapshot(&self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         let generation = self.store().policy_generation()?;
         let mut cache = self.policy_cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = &*cache
@@ -184,6 +232,7 @@ impl Node {
             generation,
             policy,
             accepts: Arc::new(accepts),
+            catalog: Arc::default(),
         };
         *cache = Some(snapshot.clone());
         Ok(snapshot)

@@ -646,8 +646,10 @@ pub trait Store: Send + Sync {
     fn feed_progress(&self, id: i64, cursor: i64, moved: i64, now_us: i64) -> Result<()>;
     /// Records a failure.
     fn feed_error(&self, id: i64, message: &str, now_us: i64) -> Result<()>;
-    /// A number that changes whenever partners or agreements change (also by another
-    /// process): the node rebuilds its policy when it moves.
+    /// A number that changes whenever anything that decides access changes (also by
+    /// another process): principals, API roots, collections, partners, agreements and
+    /// feeds. The node rebuilds its policy and drops its cached tokens and collections
+    /// when it moves.
     fn policy_generation(&self) -> Result<i64>;
 
     /// A node setting.

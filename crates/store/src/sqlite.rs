@@ -15,6 +15,7 @@ use phalanx_policy::{Facts, Partner};
 use phalanx_stix::{StixObject, Timestamp, ValidObject};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -170,7 +171,21 @@ pub struct SqliteStore {
     /// Idle read-only connections: reads run in parallel with each other and with the
     /// writer (WAL), instead of queueing behind one mutex.
     readers: Mutex<Vec<Connection>>,
+    /// Collection id → its integer key. Collections are never deleted or re-keyed, so
+    /// an entry, once read, stays true (only found ids are kept).
+    seqs: Mutex<HashMap<String, i64>>,
+    /// The policy generation as last read: (when, value, `moves` at the start of that
+    /// read). Every request asks for it (a read transaction each time, ~10% of a
+    /// single-object GET), so it is re-read at most every [`GENERATION_RECHECK`], and
+    /// at once after this store moved it.
+    generation: Mutex<Option<(std::time::Instant, i64, u64)>>,
+    /// How often this store has moved the generation.
+    moves: std::sync::atomic::AtomicU64,
 }
+
+/// How long a policy generation read stays current for changes made by another
+/// process (changes through this store are seen at once).
+const GENERATION_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Most idle read connections kept.
 const MAX_IDLE_READERS: usize = 32;
@@ -202,6 +217,19 @@ impl Drop for ReadConn<'_> {
             }
         }
     }
+}
+
+/// Turns on SQLite's query planner stability guarantee. Without it, a statement whose
+/// plan may depend on a bound value (`LIMIT ?`, which every page query has) is marked
+/// expired whenever that parameter is re-bound, so every cached statement was parsed
+/// and planned again on each use (measured: a third of the server's CPU on
+/// single-object GETs). Our queries are written for one plan (see `+date_added`).
+fn stable_plans(c: &Connection) -> rusqlite::Result<()> {
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// A stable 64-bit key for an id, indexed instead of the id text: an index of 8-byte
@@ -240,6 +268,7 @@ impl SqliteStore {
 
     fn init(mut conn: Connection) -> Result<SqliteStore> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        stable_plans(&conn)?;
         // 16 KiB pages: STIX objects are ~0.5-5 KiB, so more fit per page and the id
         // index needs fewer pages (measured: ~15% faster bulk ingest than 4 KiB). Only
         // effective before the first table is created.
@@ -285,6 +314,9 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: None,
             readers: Mutex::new(Vec::new()),
+            seqs: Mutex::new(HashMap::new()),
+            generation: Mutex::new(None),
+            moves: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -304,10 +336,44 @@ impl SqliteStore {
                 )?;
                 c.busy_timeout(std::time::Duration::from_secs(30))?;
                 c.pragma_update(None, "cache_size", -16384)?;
+                stable_plans(&c)?;
                 c
             }
         };
         Ok(ReadConn::Pooled(self, Some(c)))
+    }
+
+    /// Called after every transaction that moved the policy generation (committed or
+    /// not): the remembered value is no longer current.
+    fn generation_moved(&self) {
+        self.moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The integer key of a collection, remembered once found.
+    fn seq(&self, conn: &Connection, id: &str) -> Result<i64> {
+        if let Some(&seq) = self.seqs.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(seq);
+        }
+        let seq = collection_seq(conn, id)?;
+        self.seqs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), seq);
+        Ok(seq)
+    }
+
+    /// Runs a change of what decides access (principals, collections, API roots) in
+    /// one transaction that also moves the policy generation, so every node over this
+    /// file (also in another process) drops what it cached.
+    fn changing<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        bump_generation(&tx)?;
+        let committed = tx.commit();
+        self.generation_moved();
+        committed?;
+        Ok(out)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -327,7 +393,7 @@ impl SqliteStore {
         // The iterator yields (object, given date_added, source partner).
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let cseq = collection_seq(&tx, collection)?;
+        let cseq = self.seq(&tx, collection)?;
         // Read under the write lock: no other writer can assign date_added meanwhile.
         let mut last: i64 = tx.query_row(
             "SELECT COALESCE(MAX(date_added), 0) FROM objects WHERE collection = ?1",
@@ -364,8 +430,7 @@ impl SqliteStore {
         sql.push_str(", tlp, pap, labels, granular, source, producer");
         sql.push_str(" FROM objects WHERE collection = ?");
         let conn = self.reader()?;
-        let mut args: Vec<rusqlite::types::Value> =
-            vec![collection_seq(&conn, &q.collection)?.into()];
+        let mut args: Vec<rusqlite::types::Value> = vec![self.seq(&conn, &q.collection)?.into()];
         // With ids, the (collection, id_hash) index finds the few rows directly; `+`
         // keeps the planner from walking the date index instead (measured: a full scan
         // of the collection per `match[id]` query otherwise). Unary plus is portable SQL.
@@ -585,18 +650,27 @@ impl Store for SqliteStore {
                 "API root name {name:?} (use letters, digits, '-', '_', '.')"
             )));
         }
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, NULL, ?3)
-             ON CONFLICT (name) DO NOTHING",
-            params![name, title, DEFAULT_MAX_CONTENT_LENGTH as i64],
-        )?;
-        let root = conn.query_row(
-            "SELECT name, title, description, max_content_length FROM api_roots WHERE name = ?1",
-            [name],
-            api_root_from_row,
-        )?;
-        Ok(root)
+        let find = |conn: &Connection| {
+            conn.query_row(
+                "SELECT name, title, description, max_content_length FROM api_roots WHERE name = ?1",
+                [name],
+                api_root_from_row,
+            )
+            .optional()
+        };
+        // Read first: every node start ensures its default root, and moving the
+        // generation when nothing changed would drop every node's caches.
+        if let Some(root) = find(&self.conn())? {
+            return Ok(root);
+        }
+        self.changing(|conn| {
+            conn.execute(
+                "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, NULL, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, title, DEFAULT_MAX_CONTENT_LENGTH as i64],
+            )?;
+            find(conn)?.ok_or_else(|| StoreError::NotFound(format!("API root {name:?}")))
+        })
     }
 
     fn put_api_root(&self, root: &ApiRoot) -> Result<()> {
@@ -606,13 +680,15 @@ impl Store for SqliteStore {
                 root.name
             )));
         }
-        self.conn().execute(
-            "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE SET title = excluded.title, description = excluded.description,
-             max_content_length = excluded.max_content_length",
-            params![root.name, root.title, root.description, root.max_content_length as i64],
-        )?;
-        Ok(())
+        self.changing(|conn| {
+            conn.execute(
+                "INSERT INTO api_roots (name, title, description, max_content_length) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET title = excluded.title, description = excluded.description,
+                 max_content_length = excluded.max_content_length",
+                params![root.name, root.title, root.description, root.max_content_length as i64],
+            )?;
+            Ok(())
+        })
     }
 
     fn api_roots(&self) -> Result<Vec<ApiRoot>> {
@@ -648,7 +724,7 @@ impl Store for SqliteStore {
         } else {
             c.media_types.join(",")
         };
-        let conn = self.conn();
+        self.changing(|conn| {
         let root_exists = conn
             .query_row(
                 "SELECT 1 FROM api_roots WHERE name = ?1",
@@ -678,7 +754,8 @@ impl Store for SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![id, api_root, c.title, c.description, c.alias, c.can_read, c.can_write, media],
         )?;
-        drop(conn);
+        Ok(())
+        })?;
         self.find_collection(&id)
     }
 
@@ -807,7 +884,7 @@ impl Store for SqliteStore {
             "DELETE FROM objects WHERE collection = ? AND id_hash = ? AND stix_id = ?",
         );
         let mut conn = self.conn();
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         let mut args: Vec<rusqlite::types::Value> =
             vec![cseq.into(), id_hash(id).into(), id.to_owned().into()];
         in_list(&mut sql, &mut args, "spec_version", spec_versions);
@@ -860,7 +937,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Tombstone>> {
         let conn = self.reader()?;
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer FROM tombstones
              WHERE collection = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -880,7 +957,7 @@ impl Store for SqliteStore {
 
     fn attestations_of(&self, collection: &str, id: &str, version: &str) -> Result<Vec<String>> {
         let conn = self.reader()?;
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         let mut stmt = conn.prepare_cached(
             "SELECT o.raw FROM attested a JOIN objects o ON o.seq = a.attestation
              WHERE a.collection = ?1 AND a.stix_id = ?2 AND a.version = ?3 ORDER BY a.attestation",
@@ -900,7 +977,7 @@ impl Store for SqliteStore {
 
     fn last_tombstone(&self, collection: &str) -> Result<Option<i64>> {
         let conn = self.reader()?;
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         Ok(conn
             .prepare_cached("SELECT MAX(seq) FROM tombstones WHERE collection = ?1")?
             .query_row([cseq], |r| r.get(0))?)
@@ -908,7 +985,7 @@ impl Store for SqliteStore {
 
     fn last_added(&self, collection: &str) -> Result<Option<i64>> {
         let conn = self.reader()?;
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         Ok(conn
             .prepare_cached("SELECT MAX(date_added) FROM objects WHERE collection = ?1")?
             .query_row([cseq], |r| r.get(0))?)
@@ -916,7 +993,7 @@ impl Store for SqliteStore {
 
     fn count(&self, collection: &str) -> Result<u64> {
         let conn = self.reader()?;
-        let cseq = collection_seq(&conn, collection)?;
+        let cseq = self.seq(&conn, collection)?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM objects WHERE collection = ?1",
             [cseq],
@@ -938,7 +1015,8 @@ impl Store for SqliteStore {
             PrincipalKind::User => "user",
             PrincipalKind::Token => "token",
         };
-        let res = self.conn().execute(
+        self.changing(|conn| {
+        let res = conn.execute(
             "INSERT INTO principals (id, kind, name, org, secret_hash, read_access, write_access, admin, created, revoked)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -955,6 +1033,7 @@ impl Store for SqliteStore {
             ],
         );
         or_exists(res, || format!("principal {:?}", p.id)).map(|_| ())
+        })
     }
 
     fn principal(&self, id: &str) -> Result<Principal> {
@@ -990,14 +1069,16 @@ impl Store for SqliteStore {
     }
 
     fn revoke_principal(&self, id: &str, now_us: i64) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE principals SET revoked = COALESCE(revoked, ?2) WHERE id = ?1",
-            params![id, now_us],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("{id:?}")));
-        }
-        Ok(())
+        self.changing(|conn| {
+            let n = conn.execute(
+                "UPDATE principals SET revoked = COALESCE(revoked, ?2) WHERE id = ?1",
+                params![id, now_us],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("{id:?}")));
+            }
+            Ok(())
+        })
     }
 
     fn put_status(&self, id: &str, st: &StoredStatus) -> Result<()> {
@@ -1035,7 +1116,9 @@ impl Store for SqliteStore {
             params![p.id, doc, now_us],
         )?;
         bump_generation(&tx)?;
-        tx.commit()?;
+        let committed = tx.commit();
+        self.generation_moved();
+        committed?;
         Ok(())
     }
 
@@ -1062,7 +1145,9 @@ impl Store for SqliteStore {
         );
         or_exists(res, || format!("agreement {} version {}", a.id, a.version))?;
         bump_generation(&tx)?;
-        tx.commit()?;
+        let committed = tx.commit();
+        self.generation_moved();
+        committed?;
         Ok(())
     }
 
@@ -1120,7 +1205,9 @@ impl Store for SqliteStore {
         })?;
         let id = tx.last_insert_rowid();
         bump_generation(&tx)?;
-        tx.commit()?;
+        let committed = tx.commit();
+        self.generation_moved();
+        committed?;
         drop(conn);
         self.feeds()?
             .into_iter()
@@ -1173,7 +1260,9 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(format!("feed {id}")));
         }
         bump_generation(&tx)?;
-        tx.commit()?;
+        let committed = tx.commit();
+        self.generation_moved();
+        committed?;
         Ok(())
     }
 
@@ -1194,12 +1283,23 @@ impl Store for SqliteStore {
     }
 
     fn policy_generation(&self) -> Result<i64> {
+        use std::sync::atomic::Ordering;
+        let moves = self.moves.load(Ordering::SeqCst);
+        if let Some((at, g, m)) = *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+            && m == moves
+            && at.elapsed() < GENERATION_RECHECK
+        {
+            return Ok(g);
+        }
+        let at = std::time::Instant::now();
         let v: Option<String> = self
             .reader()?
             .prepare_cached("SELECT value FROM settings WHERE key = 'policy.generation'")?
             .query_row([], |r| r.get(0))
             .optional()?;
-        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+        let g = v.and_then(|v| v.parse().ok()).unwrap_or(0);
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, g, moves));
+        Ok(g)
     }
 
     fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -1284,7 +1384,7 @@ fn agreement_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAgreement
     })
 }
 
-fn bump_generation(tx: &Transaction<'_>) -> Result<()> {
+fn bump_generation(tx: &Connection) -> Result<()> {
     tx.execute(
         "INSERT INTO settings (key, value) VALUES ('policy.generation', '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
