@@ -6,7 +6,7 @@
 //! {"phalanx_backup":1,"created":"2026-11-23T10:00:00.000000Z","phalanx":"0.1.0"}
 //! {"api_root":{"name":"default","title":"...","description":null,"max_content_length":104857600}}
 //! {"collection":{"id":"...","api_root":"default","title":"intel","alias":"intel",...}}
-//! {"object":{"collection":"<collection id>","date_added_us":1763892000000000,"json":"<original JSON text>","source":"<partner id, if received from one>"}}
+//! {"object":{"collection":"<collection id>","date_added_us":1763892000000000,"json":"<original JSON text>","source":"<partner id, if received from one>","path":["<identity id of each node it passed>"]}}
 //! ...
 //! {"end":{"api_roots":1,"collections":1,"objects":1826}}
 //! ```
@@ -51,6 +51,9 @@ struct ObjectLine<'a> {
     /// The partner the version came from (absent: this node's organisation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The nodes the version passed before this one (absent: none recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    path: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Default)]
@@ -102,6 +105,7 @@ pub fn backup(node: &Node, file: &Path, json: bool) -> anyhow::Result<()> {
                     date_added_us: o.date_added,
                     json: o.raw.as_str().into(),
                     source: o.facts.source.clone(),
+                    path: o.facts.path.clone(),
                 };
                 writeln!(w, "{{\"object\":{}}}", serde_json::to_string(&line)?)?;
                 Ok::<_, anyhow::Error>(())
@@ -224,6 +228,7 @@ pub fn restore(store: &dyn Store, file: &Path, json: bool) -> anyhow::Result<()>
                     object: valid,
                     date_added: o.date_added_us,
                     source: o.source.clone(),
+                    path: o.path.clone(),
                 });
                 seen.objects += 1;
                 if batch.len() >= BATCH {

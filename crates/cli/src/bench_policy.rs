@@ -179,6 +179,7 @@ fn objects(a: &BenchPolicyArgs, rng: &mut Rng) -> Vec<Obj> {
                         .is_multiple_of(3)
                         .then(|| format!("p{}", (r >> 32) % a.partners as u64)),
                     producer: None,
+                    path: Vec::new(),
                 },
             }
         })

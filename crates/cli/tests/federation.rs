@@ -626,6 +626,19 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
         explained.contains("signature: verified — produced and signed by partner cert-a"),
         "{explained}"
     );
+    // B signed what it passed on with a transit attestation: C records the path A → B
+    // and verifies B's part too.
+    assert!(
+        explained.contains("passed on by partner cert-b (transit signature verified)"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains(&format!(
+            "path: cert-a ({}) → cert-b ({}) → this node",
+            a.identity, b.identity
+        )),
+        "{explained}"
+    );
     // B, by its certificate, posts to C what a compromised or buggy intermediary could:
     // A's AMBER indicator changed after A signed it (under A's genuine attestation), an
     // object under a copy of that attestation re-pointed at it (the signature no longer

@@ -419,8 +419,8 @@ async fn push(
         let mut sent = 0;
         if !out.objects.is_empty() {
             let remote = collection(client, cache, &feed.remote).await?;
-            // What this node produced travels with its attestations, each right before
-            // the objects it covers.
+            // What goes travels with this node's attestations, each right before the
+            // objects it covers.
             let mut texts: Vec<String> = Vec::with_capacity(items.len());
             let mut attached: Vec<bool> = Vec::with_capacity(items.len());
             for item in items {
@@ -545,15 +545,23 @@ async fn delete_all(
     Ok(())
 }
 
-/// The envelope order of a page: the objects this node produced grouped under their
-/// attestations (signed on every core), the others as they are.
+/// The envelope order of a page: the objects grouped under their attestations (signed
+/// on every core), the others as they are. What this node produced gets its origin
+/// attestation; what it passes on, a transit attestation naming the path it came by
+/// (versions stored before paths were recorded go as they are).
 fn sign_all(objects: &[phalanx_store::StoredObject], signer: Option<&Signer>) -> Vec<Item> {
     let Some(s) = signer else {
         return (0..objects.len()).map(Item::Object).collect();
     };
     let texts: Vec<&str> = objects.iter().map(|o| o.raw.as_str()).collect();
-    let produced: Vec<bool> = objects.iter().map(|o| o.facts.source.is_none()).collect();
-    phalanx_node::attest::sign_page(&texts, &produced, &s.identity, &s.key)
+    let paths: Vec<Option<&[String]>> = objects
+        .iter()
+        .map(|o| {
+            (o.facts.source.is_none() || !o.facts.path.is_empty())
+                .then_some(o.facts.path.as_slice())
+        })
+        .collect();
+    phalanx_node::attest::sign_page(&texts, &paths, &s.identity, &s.key)
 }
 
 /// Sends the deletions since the feed's recall cursor (`DELETE …/objects/{id}/` with

@@ -14,8 +14,19 @@
 //!
 //! Verification order on ingest ([`check_batch`]): parse and validate (done by the
 //! caller) → the signer is a registered partner with a key → the signature verifies →
-//! each covered object's digest matches → a partner that signs must have every
-//! versioned object it sends covered.
+//! each covered object's digest matches (every verified attestation that covers a
+//! version must match it) → a partner that signs must have every versioned object it
+//! sends covered.
+//!
+//! **Paths.** A node that passes on versions it received signs them too, with a
+//! *transit* attestation: the same format plus `path`, the identities of the nodes the
+//! versions passed before it (oldest first; the first is the node that shared them
+//! first). The receiver records as the versions' path the `path` of the transit
+//! attestation of the partner it received them from, followed by that partner
+//! ([`Checked::paths`]); without one, just that partner. So C, receiving A's indicator
+//! through B, holds A's attestation (who produced it) and B's (that it came A → B),
+//! both verifiable by anyone who has A's and B's keys, and records the path A → B.
+//! Federation never sends a version to a node on its path.
 
 use base64::Engine;
 use ed25519_dalek::{Signer, Verifier};
@@ -29,6 +40,9 @@ pub use phalanx_policy::provenance::ATTESTATION as TYPE;
 /// Most object versions one attestation covers (its size stays well under 1 MiB).
 pub const MAX_GROUP: usize = 1000;
 
+/// Most hops a transit attestation's `path` may name.
+pub const MAX_PATH: usize = 32;
+
 /// Namespace of attestation ids (UUIDv5 over the covered `id|version` lines).
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a4c_61e2_3b0f_4d8e_9a51_c2f0_83d4_6b19);
 
@@ -39,9 +53,24 @@ pub fn digest(object: &Map<String, Value>) -> String {
     format!("sha256:{}", crate::auth::hex(&h))
 }
 
-/// The id of the attestation of a list of (object id, version).
-pub fn id_for<'a>(covers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+/// The id of the attestation of a list of (object id, version). A transit attestation
+/// (`path` not empty) also names its signer and path, so it never takes the id of the
+/// origin attestation of the same versions (or of another hop's).
+pub fn id_for<'a>(
+    covers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    signer: &str,
+    path: &[String],
+) -> String {
     let mut name = String::new();
+    if !path.is_empty() {
+        name.push_str("transit|");
+        name.push_str(signer);
+        for hop in path {
+            name.push('|');
+            name.push_str(hop);
+        }
+        name.push('\n');
+    }
     for (id, version) in covers {
         name.push_str(id);
         name.push('|');
@@ -83,9 +112,12 @@ pub fn group_key(o: &Map<String, Value>) -> Option<String> {
 }
 
 /// Signs a group of object versions (their JSON texts, all with the same
-/// [`group_key`]) as `signer` (an identity id) with `key`.
+/// [`group_key`]) as `signer` (an identity id) with `key`. `path` is empty for versions
+/// this node shares first; for versions it passes on, the nodes they passed before it
+/// (a transit attestation).
 pub fn attest(
     objects: &[&str],
+    path: &[String],
     signer: &str,
     key: &ed25519_dalek::SigningKey,
 ) -> Result<String, String> {
@@ -115,6 +147,8 @@ pub fn attest(
     let id = id_for(
         maps.iter()
             .filter_map(|m| Some((m.get("id")?.as_str()?, version_of(m)?))),
+        signer,
+        path,
     );
     let mut a = json!({
         "type": TYPE,
@@ -130,6 +164,9 @@ pub fn attest(
         if let Some(v) = first.get(k) {
             a[k] = v.clone();
         }
+    }
+    if !path.is_empty() {
+        a["path"] = json!(path);
     }
     let sig = key.sign(phalanx_stix::json::canonical(&a).as_bytes());
     a["signature"] = base64::engine::general_purpose::STANDARD
@@ -148,21 +185,23 @@ pub enum Item {
     Object(usize),
 }
 
-/// Groups the objects this node produced by [`group_key`] (in order of first
-/// appearance, at most [`MAX_GROUP`] each) and signs each group; returns the envelope
-/// order — every attestation right before the objects it covers, objects that are not
-/// attested (`produced[i]` false, SCOs) in place.
+/// Groups the objects to sign by path and [`group_key`] (in order of first appearance,
+/// at most [`MAX_GROUP`] each) and signs each group; returns the envelope order — every
+/// attestation right before the objects it covers, objects that are not attested
+/// (`paths[i]` `None`, SCOs) in place. `paths[i]` is `Some(&[])` for what this node
+/// produced and `Some(path)` for what it passes on (see [`attest`]).
 pub fn sign_page(
     objects: &[&str],
-    produced: &[bool],
+    paths: &[Option<&[String]>],
     signer: &str,
     key: &ed25519_dalek::SigningKey,
 ) -> Vec<Item> {
-    let plan = plan_groups(objects, produced);
+    let plan = plan_groups(objects, paths);
     let signed: Vec<Option<String>> = crate::parallel_map(&plan, 2, |step| match step {
         Step::Group(members) => {
             let texts: Vec<&str> = members.iter().map(|&i| objects[i]).collect();
-            attest(&texts, signer, key).ok()
+            let path = paths[members[0]].unwrap_or_default();
+            attest(&texts, path, signer, key).ok()
         }
         Step::Plain(_) => None,
     });
@@ -184,20 +223,17 @@ enum Step {
     Plain(usize),
 }
 
-fn plan_groups(objects: &[&str], produced: &[bool]) -> Vec<Step> {
+fn plan_groups(objects: &[&str], paths: &[Option<&[String]>]) -> Vec<Step> {
     let mut plan: Vec<Step> = Vec::new();
-    // group key → index in `plan` of its open group
+    // (path, group key) → index in `plan` of its open group
     let mut open: HashMap<String, usize> = HashMap::new();
     for (i, raw) in objects.iter().enumerate() {
-        let key = produced
-            .get(i)
-            .copied()
-            .unwrap_or(false)
-            .then(|| match serde_json::from_str::<Value>(raw) {
-                Ok(Value::Object(m)) => group_key(&m),
+        let key = paths.get(i).copied().flatten().and_then(|path| {
+            match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Object(m)) => group_key(&m).map(|k| format!("{}\n{k}", path.join(" "))),
                 _ => None,
-            })
-            .flatten();
+            }
+        });
         let Some(key) = key else {
             plan.push(Step::Plain(i));
             continue;
@@ -222,6 +258,9 @@ fn plan_groups(objects: &[&str], produced: &[bool]) -> Vec<Step> {
 pub struct Covered {
     /// The signer's identity id.
     pub signer: String,
+    /// For a transit attestation, the nodes the versions passed before the signer
+    /// (oldest first); empty when the signer shared them first.
+    pub path: Vec<String>,
     /// Object id → (version, digest) of each covered version of it.
     pub digests: HashMap<String, Vec<(String, String)>>,
 }
@@ -231,9 +270,14 @@ impl Covered {
     /// signed: `None` when it does not cover that version at all.
     pub fn matches(&self, object: &Map<String, Value>) -> Option<bool> {
         let id = object.get("id").and_then(Value::as_str)?;
-        let version = version_of(object)?;
+        let signed = self.signed_digest(id, version_of(object)?)?;
+        Some(signed == digest(object))
+    }
+
+    /// The digest signed for (id, version), if covered.
+    pub fn signed_digest(&self, id: &str, version: &str) -> Option<&str> {
         let (_, d) = self.digests.get(id)?.iter().find(|(v, _)| v == version)?;
-        Some(*d == digest(object))
+        Some(d)
     }
 
     /// Number of versions covered.
@@ -295,11 +339,40 @@ pub fn verify(att: &Map<String, Value>, public_key: &[u8; 32]) -> Result<Covered
             .or_insert_with(Vec::new)
             .push((version.to_owned(), d.to_owned()));
     }
-    if att.get("id").and_then(Value::as_str) != Some(&id_for(order)) {
+    let path = match att.get("path") {
+        None => Vec::new(),
+        Some(Value::Array(hops)) if !hops.is_empty() && hops.len() <= MAX_PATH => {
+            let mut path = Vec::with_capacity(hops.len());
+            for (i, h) in hops.iter().enumerate() {
+                match h.as_str() {
+                    Some(id)
+                        if id.starts_with("identity--")
+                            && phalanx_stix::id::parse_id(id).is_ok()
+                            && id != signer =>
+                    {
+                        path.push(id.to_owned());
+                    }
+                    _ => {
+                        return Err(format!(
+                            "attestation path[{i}]: expected the identity id of another node"
+                        ));
+                    }
+                }
+            }
+            path
+        }
+        Some(_) => {
+            return Err(format!(
+                "attestation path: expected a list of 1 to {MAX_PATH} identity ids"
+            ));
+        }
+    };
+    if att.get("id").and_then(Value::as_str) != Some(&id_for(order, signer, &path)) {
         return Err("attestation id does not match what it covers".into());
     }
     Ok(Covered {
         signer: signer.to_owned(),
+        path,
         digests,
     })
 }
@@ -338,15 +411,28 @@ pub struct BatchContext<'a> {
     pub stored: &'a StoredLookup<'a>,
 }
 
-/// What checking the signatures in a batch found: indexes of objects to refuse, with why.
+/// What checking the signatures of a batch found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Indexes of objects to refuse, with why (sorted, one entry per index).
+    pub refused: Vec<(usize, String)>,
+    /// Per object of the batch, the path to record ([`phalanx_policy::Facts::path`]):
+    /// from a partner, the `path` of its verified transit attestation covering the
+    /// version, followed by the partner's identity (just the partner's identity without
+    /// one); empty for this node's own users.
+    pub paths: Vec<Vec<String>>,
+}
+
+/// Checks the signatures in a batch (see [`Checked`]):
 ///
 /// - An attestation by a partner with a registered key must verify (else it is refused,
 ///   and so are the objects it claims to cover).
-/// - An object a verified attestation covers (in the batch, or stored earlier) must match
-///   the digest signed.
+/// - An object verified attestations cover (in the batch, or stored earlier) must match
+///   the digest each of them signed: one mismatch refuses it, so a node that passes on
+///   an altered copy cannot cover it with its own transit attestation.
 /// - From a partner that signs ([`phalanx_policy::Policy::requires_signature`]), every
 ///   versioned object must be covered by a verified attestation of a registered partner
-///   — its producer, whoever passed it on.
+///   — its producer, or a node that passed it on.
 /// - Objects and attestations this node produced are not taken back.
 ///
 /// Attestations of signers that cannot be checked are kept, unverified.
@@ -354,7 +440,7 @@ pub fn check_batch(
     policy: &phalanx_policy::Policy,
     objects: &[phalanx_stix::ValidObject],
     ctx: &BatchContext<'_>,
-) -> Vec<(usize, String)> {
+) -> Checked {
     let mut refused: Vec<(usize, String)> = Vec::new();
     let mut verified: Vec<(String, Covered)> = Vec::new();
     // (object id, version) → why its attestation was refused
@@ -384,15 +470,18 @@ pub fn check_batch(
         }
     }
     let required = ctx.source.is_some_and(|s| policy.requires_signature(s));
-    // From a partner that signs, an object without an attestation in the batch is
+    let partner = ctx.source.and_then(|s| policy.partner(s));
+    // From a partner that signs, an object without its attestation in the batch is
     // looked up among the stored ones (which an earlier envelope or page brought).
-    let signs = ctx
-        .source
-        .and_then(|s| policy.partner(s))
-        .is_some_and(|p| p.signing_key.is_some());
-    // Stored attestations, verified once per batch (by id).
+    let signs = partner.is_some_and(|p| p.signing_key.is_some());
+    let hop = partner.map(|p| p.identity.as_str());
+    let mut paths: Vec<Vec<String>> = vec![Vec::new(); objects.len()];
+    // Stored attestations, verified once per batch (by text).
     let mut stored_cache: HashMap<String, Option<(String, Covered)>> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
+        // The partner it came from is the last hop; a transit attestation of that
+        // partner (below) tells the hops before.
+        paths[i].extend(hop.map(str::to_owned));
         if o.object_type() == TYPE || own.contains(&i) {
             continue;
         }
@@ -405,15 +494,35 @@ pub fn check_batch(
             refused.push((i, format!("its signature is refused: {e}")));
             continue;
         }
-        // Some(true): a verified attestation covers this content; Some(false): only
-        // other content of this version was signed.
+        // Some(true): verified attestations cover this version and all signed this
+        // content; Some(false): one of them signed other content.
         let mut found: Option<bool> = None;
+        let mut digest_of_o: Option<String> = None;
+        let mut via: Option<&[String]> = None;
+        // Who shared it first, by a verified origin attestation of another node.
+        let mut origin: Option<&str> = None;
+        let mut by_source = false;
+        let mut consider = |c: &Covered, found: &mut Option<bool>| -> bool {
+            let Some(signed) = c.signed_digest(o.id(), version) else {
+                return false;
+            };
+            let d = digest_of_o.get_or_insert_with(|| digest(o.json()));
+            *found = Some(found.unwrap_or(true) && signed == d);
+            Some(c.signer.as_str()) == hop
+        };
         for (_, c) in &verified {
-            if let Some(ok) = c.matches(o.json()) {
-                found = Some(found.unwrap_or(false) || ok);
+            if consider(c, &mut found) {
+                by_source = true;
+                if !c.path.is_empty() {
+                    via = Some(&c.path);
+                }
+            } else if c.path.is_empty() && c.signed_digest(o.id(), version).is_some() {
+                origin = Some(&c.signer);
             }
         }
-        if found.is_none() && signs {
+        let mut stored_path: Option<Vec<String>> = None;
+        let mut stored_origin: Option<String> = None;
+        if !by_source && signs {
             let stored = match (ctx.stored)(o.id(), version) {
                 Ok(s) => s,
                 Err(e) => {
@@ -428,18 +537,37 @@ pub fn check_batch(
                         _ => None,
                     }
                 });
-                if let Some((_, c)) = entry
-                    && let Some(ok) = c.matches(o.json())
-                {
-                    found = Some(found.unwrap_or(false) || ok);
+                let Some((_, c)) = entry else { continue };
+                if consider(c, &mut found) {
+                    if !c.path.is_empty() {
+                        stored_path = Some(c.path.clone());
+                    }
+                } else if c.path.is_empty() && c.signed_digest(o.id(), version).is_some() {
+                    stored_origin = Some(c.signer.clone());
                 }
             }
+        }
+        // Hops before the partner: as its transit attestation names them, else the
+        // node that proved it shared the version first (hops between that did not sign
+        // are not known).
+        let before = match stored_path.as_deref().or(via) {
+            Some(p) => p.to_vec(),
+            None => origin
+                .map(str::to_owned)
+                .or(stored_origin)
+                .map(|o| vec![o])
+                .unwrap_or_default(),
+        };
+        if !before.is_empty() {
+            let mut path = before;
+            path.append(&mut paths[i]);
+            paths[i] = path;
         }
         match found {
             Some(true) => {}
             Some(false) => refused.push((
                 i,
-                "the content differs from what its producer signed (digest mismatch)".into(),
+                "the content differs from what a signer signed (digest mismatch)".into(),
             )),
             None if required => refused.push((
                 i,
@@ -453,7 +581,7 @@ pub fn check_batch(
     }
     refused.sort();
     refused.dedup_by_key(|(i, _)| *i);
-    refused
+    Checked { refused, paths }
 }
 
 /// A registered public key (64 hex digits) as bytes.
@@ -488,9 +616,9 @@ mod tests {
             obj("198.51.100.3", "\"apt\""),
             obj("198.51.100.4", "\"apt\""),
         );
-        let a = attest(&[&x, &y], signer, &key).unwrap();
+        let a = attest(&[&x, &y], &[], signer, &key).unwrap();
         // Deterministic: the same versions sign to the same bytes.
-        assert_eq!(a, attest(&[&x, &y], signer, &key).unwrap());
+        assert_eq!(a, attest(&[&x, &y], &[], signer, &key).unwrap());
         let att = map(&a);
         assert_eq!(att["object_marking_refs"], map(&x)["object_marking_refs"]);
         assert_eq!(att["object_type"], "indicator");
@@ -514,9 +642,9 @@ mod tests {
         assert!(verify(&edited, &pk).is_err());
         // Objects with other labels do not share an attestation; SCOs are not attested.
         let z = obj("198.51.100.6", "\"crime\"");
-        assert!(attest(&[&x, &z], signer, &key).is_err());
+        assert!(attest(&[&x, &z], &[], signer, &key).is_err());
         let sco = r#"{"type":"ipv4-addr","id":"ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4","value":"198.51.100.3"}"#;
-        assert!(attest(&[sco], signer, &key).is_err());
+        assert!(attest(&[sco], &[], signer, &key).is_err());
     }
 
     #[test]
@@ -532,8 +660,14 @@ mod tests {
             obj("10.0.0.4", "\"a\""),
         ];
         let texts: Vec<&str> = objs.iter().map(String::as_str).collect();
-        // The fifth came from a partner: not signed here.
-        let items = sign_page(&texts, &[true, true, true, true, false], signer, &key);
+        // The fifth came from a partner before paths were recorded: not signed here.
+        let own: &[String] = &[];
+        let items = sign_page(
+            &texts,
+            &[Some(own), Some(own), Some(own), Some(own), None],
+            signer,
+            &key,
+        );
         let shape: Vec<String> = items
             .iter()
             .map(|i| match i {
@@ -542,5 +676,72 @@ mod tests {
             })
             .collect();
         assert_eq!(shape, ["A2", "0", "2", "A1", "1", "3", "4"]);
+    }
+
+    #[test]
+    fn transit_attestations_name_the_path_and_group_by_it() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let forwarder = "identity--0b0c0d0e-1f20-4a2b-8c3d-4e5f60718293";
+        let producer = "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1".to_owned();
+        let other = "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6".to_owned();
+        let (x, y, z) = (
+            obj("10.1.0.1", "\"a\""),
+            obj("10.1.0.2", "\"a\""),
+            obj("10.1.0.3", "\"a\""),
+        );
+        let texts = [x.as_str(), y.as_str(), z.as_str()];
+        let via_p = vec![producer.clone()];
+        let via_o = vec![other.clone(), producer.clone()];
+        // Same type and markings, different paths: two groups.
+        let items = sign_page(
+            &texts,
+            &[Some(&via_p[..]), Some(&via_o[..]), Some(&via_p[..])],
+            forwarder,
+            &key,
+        );
+        let mut seen = Vec::new();
+        for i in &items {
+            if let Item::Attestation(a) = i {
+                let c = verify(&map(a), &pk).unwrap();
+                assert_eq!(c.signer, forwarder);
+                seen.push((c.path.clone(), c.len()));
+            }
+        }
+        assert_eq!(seen, [(via_p.clone(), 2), (via_o.clone(), 1)]);
+        // An origin attestation has no path property at all.
+        let origin = map(&attest(&[&x], &[], forwarder, &key).unwrap());
+        assert!(!origin.contains_key("path"));
+        assert!(verify(&origin, &pk).unwrap().path.is_empty());
+        // A path is signed: editing it breaks the signature; malformed paths are refused
+        // even when correctly signed.
+        let mut edited = map(&attest(&[&x], &via_p, forwarder, &key).unwrap());
+        edited["path"] = json!([other]);
+        assert!(verify(&edited, &pk).is_err());
+        let resign = |path: Value| {
+            let mut a = map(&attest(&[&x], &via_p, forwarder, &key).unwrap());
+            a.remove("signature");
+            a["path"] = path;
+            let sig = key.sign(phalanx_stix::json::canonical(&Value::Object(a.clone())).as_bytes());
+            a.insert(
+                "signature".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(sig.to_bytes())
+                    .into(),
+            );
+            verify(&a, &pk)
+        };
+        assert!(resign(json!([producer])).is_ok());
+        for bad in [
+            json!([]),
+            json!("identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1"),
+            json!(["not an id"]),
+            json!(["indicator--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1"]),
+            json!([forwarder]),
+            json!(vec![producer.clone(); MAX_PATH + 1]),
+        ] {
+            let e = resign(bad.clone()).unwrap_err();
+            assert!(e.contains("path"), "{bad}: {e}");
+        }
     }
 }

@@ -146,22 +146,22 @@ impl Node {
             }
         }
         // Signatures that do not verify, or objects that differ from what was signed.
-        let refused =
+        let checked =
             self.check_signatures(&*self.policy()?, &feed.local, Some(&feed.partner), &valid)?;
-        if !refused.is_empty() {
-            out.invalid += refused.len();
-            let drop: std::collections::HashSet<usize> =
-                refused.into_iter().map(|(i, _)| i).collect();
-            valid = valid
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| !drop.contains(i))
-                .map(|(_, v)| v)
-                .collect();
-        }
+        out.invalid += checked.refused.len();
+        let drop: std::collections::HashSet<usize> =
+            checked.refused.into_iter().map(|(i, _)| i).collect();
+        let (valid, paths): (Vec<_>, Vec<_>) = valid
+            .into_iter()
+            .zip(checked.paths)
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, vp)| vp)
+            .unzip();
+        let versions = crate::prepare_with_paths(&valid, paths);
         let outcomes = self.store().ingest_feed_page(
             &feed.local,
-            &valid,
+            &versions,
             Some(&feed.partner),
             now_us,
             feed.id,

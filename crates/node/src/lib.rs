@@ -857,12 +857,14 @@ impl Node {
         let policy = self.policy()?;
         let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
         let source = (!local).then_some(caller.org.as_str());
-        let refused = self.check_signatures(&policy, &c.id, source, &valid)?;
-        if !refused.is_empty() {
+        let checked = self.check_signatures(&policy, &c.id, source, &valid)?;
+        let mut paths = checked.paths;
+        if !checked.refused.is_empty() {
             let mut map = vec![None; valid.len()];
             let mut kept = Vec::with_capacity(valid.len());
-            let mut why: HashMap<usize, String> = refused.into_iter().collect();
-            for (i, v) in valid.into_iter().enumerate() {
+            let mut kept_paths = Vec::with_capacity(valid.len());
+            let mut why: HashMap<usize, String> = checked.refused.into_iter().collect();
+            for (i, (v, path)) in valid.into_iter().zip(paths).enumerate() {
                 if let Some(message) = why.remove(&i) {
                     map[i] = Some(Err(StatusDetail {
                         id: v.id().to_owned(),
@@ -872,9 +874,11 @@ impl Node {
                 } else {
                     map[i] = Some(Ok(kept.len()));
                     kept.push(v);
+                    kept_paths.push(path);
                 }
             }
             valid = kept;
+            paths = kept_paths;
             for slot in &mut slots {
                 if let Ok(i) = slot
                     && let Some(m) = map[*i].take()
@@ -897,9 +901,10 @@ impl Node {
         };
         // What a partner (or outsider) posts is recorded as coming from it (`source`).
         // The status is written in the objects' transaction: acknowledged together.
+        let versions = prepare_with_paths(&valid, paths);
         let mut status = None;
         self.store
-            .ingest_with_status(&c.id, &valid, source, now_us, &mut |outcomes| {
+            .ingest_with_status(&c.id, &versions, source, now_us, &mut |outcomes| {
                 let st = build(outcomes, local);
                 let stored = stored_status(&st, root, caller, now_us);
                 let id = st.id.clone();
@@ -965,6 +970,23 @@ impl Node {
         }
         Ok(after_us)
     }
+}
+
+/// The store's rows for valid objects, each with the path it travelled
+/// ([`attest::Checked::paths`]); parallel to `valid`.
+pub(crate) fn prepare_with_paths(
+    valid: &[ValidObject],
+    paths: Vec<Vec<String>>,
+) -> Vec<phalanx_store::Prepared> {
+    valid
+        .iter()
+        .zip(paths)
+        .map(|(v, path)| {
+            let mut p = phalanx_store::Prepared::of(v);
+            p.facts.path = path;
+            p
+        })
+        .collect()
 }
 
 /// Parses and validates raw objects, in input order, on up to all cores.

@@ -273,7 +273,8 @@ impl Node {
             return Ok(items);
         }
         // A peer node's reads are federation; and federation never sends an object back
-        // to the partner it came from, nor to the partner that produced it (no loops).
+        // to the partner it came from, to the partner that produced it, nor to any node
+        // on the path it travelled (no loops).
         let purpose = if caller.is_peer() && purpose == Purpose::Read {
             Purpose::Federate
         } else {
@@ -285,7 +286,10 @@ impl Node {
                 .into_iter()
                 .filter(|o| {
                     o.facts.source.as_deref() != Some(caller.org.as_str())
-                        && (identity.is_none() || o.facts.producer.as_deref() != identity)
+                        && identity.is_none_or(|me| {
+                            o.facts.producer.as_deref() != Some(me)
+                                && !o.facts.path.iter().any(|hop| hop == me)
+                        })
                 })
                 .collect()
         } else {
@@ -386,17 +390,16 @@ impl Node {
         };
         let mut unverified = None;
         let mut failure = None;
+        let mut origin = None;
+        let mut transit: Vec<String> = Vec::new();
         for raw in self.store().attestations_of(collection, &o.id, version)? {
             let Ok(serde_json::Value::Object(att)) = serde_json::from_str(&raw) else {
                 continue;
             };
             match attest::verify_registered(policy, &att) {
                 Ok(Some((partner, c))) => match c.matches(&obj) {
-                    Some(true) => {
-                        return Ok(format!(
-                            "signature: verified — produced and signed by partner {partner}"
-                        ));
-                    }
+                    Some(true) if c.path.is_empty() => origin = Some(partner),
+                    Some(true) => transit.push(partner),
                     Some(false) => {
                         failure = Some(format!(
                             "signature: FAILS — the content differs from what {partner} signed"
@@ -422,8 +425,29 @@ impl Node {
                 Err(e) => failure = Some(format!("signature: FAILS — {e}")),
             }
         }
-        if let Some(s) = failure.or(unverified) {
+        if let Some(s) = failure {
             return Ok(s);
+        }
+        let passed = if transit.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; passed on by partner {} (transit signature verified)",
+                transit.join(", partner ")
+            )
+        };
+        if let Some(partner) = origin {
+            return Ok(format!(
+                "signature: verified — produced and signed by partner {partner}{passed}"
+            ));
+        }
+        if let Some(s) = unverified {
+            return Ok(format!("{s}{passed}"));
+        }
+        if !passed.is_empty() {
+            return Ok(format!(
+                "signature: no verified signature of the node that shared it first{passed}"
+            ));
         }
         Ok(match &o.facts.source {
             Some(src) => format!("signature: none (received unsigned from {src})"),
@@ -450,7 +474,7 @@ impl Node {
         collection: &str,
         source: Option<&str>,
         objects: &[phalanx_stix::ValidObject],
-    ) -> Result<Vec<(usize, String)>> {
+    ) -> Result<crate::attest::Checked> {
         let own = self.own_identity()?;
         let stored = |id: &str, version: &str| {
             self.store()
@@ -689,6 +713,7 @@ impl Node {
                 };
                 let (d, mut steps) = policy.explain(to, subject, purpose, now_us);
                 steps.insert(2, self.signature_status(&policy, &c.id, &o)?);
+                steps.insert(3, path_text(&policy, &o.facts));
                 out.push(Explanation {
                     collection: c.clone(),
                     version: o.version.to_string(),
@@ -702,4 +727,24 @@ impl Node {
         }
         Ok(out)
     }
+}
+
+/// The path a version travelled, as `policy explain` shows it: each hop's identity with
+/// the partner registered for it.
+fn path_text(policy: &Policy, facts: &phalanx_policy::Facts) -> String {
+    if facts.path.is_empty() {
+        return match &facts.source {
+            Some(src) => format!("path: not recorded (received from partner {src})"),
+            None => "path: none (produced or imported here)".into(),
+        };
+    }
+    let hops: Vec<String> = facts
+        .path
+        .iter()
+        .map(|hop| match policy.partner_by_identity(hop) {
+            Some(p) => format!("{} ({hop})", p.id),
+            None => format!("{hop} (not a registered partner)"),
+        })
+        .collect();
+    format!("path: {} → this node", hops.join(" → "))
 }

@@ -39,6 +39,13 @@ pub struct Facts {
     /// which an attestation can prove; the node never sends an object back to its
     /// producer, nor stores its own objects coming back.
     pub producer: Option<String>,
+    /// The nodes (STIX identity ids) this version passed through before reaching this
+    /// node, oldest first: the first shared it, the last is the partner it came from.
+    /// Empty for what this node produced or imported (and when the partner it came from
+    /// registered no identity). Each hop proves its part with a signed transit
+    /// attestation (see [`crate::provenance`]); federation never sends a version to a
+    /// node on its path.
+    pub path: Vec<String>,
 }
 
 impl Facts {
@@ -81,7 +88,25 @@ impl Facts {
                 .get("created_by_ref")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            path: Vec::new(),
         }
+    }
+
+    /// The path as stored: hops separated by spaces (identity ids hold none); `None`
+    /// when empty.
+    pub fn path_text(&self) -> Option<String> {
+        (!self.path.is_empty()).then(|| self.path.join(" "))
+    }
+
+    /// Reads [`Facts::path_text`] back.
+    pub fn parse_path(text: Option<&str>) -> Vec<String> {
+        text.map(|t| {
+            t.split(' ')
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Compact text of the granular markings for storage: `T<level> <selector>` or

@@ -426,6 +426,8 @@ pub struct Restored {
     pub date_added: i64,
     /// The partner it came from.
     pub source: Option<String>,
+    /// The nodes it passed before this one ([`phalanx_policy::Facts::path`]).
+    pub path: Vec<String>,
 }
 
 /// An object version made ready for the store: every column the writer needs, computed
@@ -448,7 +450,8 @@ pub struct Prepared {
     pub version: Option<String>,
     /// The original JSON text.
     pub raw: Box<str>,
-    /// The sharing facts (without `source`: the ingest names it).
+    /// The sharing facts (without `source`: the ingest names it; `path` is empty unless
+    /// the caller sets it).
     pub facts: phalanx_policy::Facts,
     /// What an attestation claims to cover: (id, version) pairs; empty for other types.
     pub covers: Vec<(String, String)>,
@@ -538,7 +541,7 @@ pub trait Store: Send + Sync {
         source: Option<&str>,
         now_us: i64,
     ) -> Result<Vec<IngestOutcome>>;
-    /// As [`Store::ingest`], and in the same transaction stores the status resource that
+    /// As [`Store::ingest_prepared`], and in the same transaction stores the status resource that
     /// `status` builds from the outcomes: an acknowledged request and its objects are
     /// durable together (one commit, one fsync).
     ///
@@ -546,7 +549,7 @@ pub trait Store: Send + Sync {
     fn ingest_with_status(
         &self,
         collection: &str,
-        objects: &[ValidObject],
+        versions: &[Prepared],
         source: Option<&str>,
         now_us: i64,
         status: &mut StatusBuilder<'_>,
@@ -622,13 +625,13 @@ pub trait Store: Send + Sync {
     fn agreement_history(&self, id: &str) -> Result<Vec<StoredAgreement>>;
     /// The latest version of every agreement, by id.
     fn agreements(&self) -> Result<Vec<StoredAgreement>>;
-    /// As [`Store::ingest_from`], and in the same transaction moves feed `feed`'s cursor
+    /// As [`Store::ingest_prepared`], and in the same transaction moves feed `feed`'s cursor
     /// to `cursor` (a page pulled from a peer is stored and acknowledged together).
     #[allow(clippy::too_many_arguments)]
     fn ingest_feed_page(
         &self,
         collection: &str,
-        objects: &[ValidObject],
+        versions: &[Prepared],
         source: Option<&str>,
         now_us: i64,
         feed: i64,

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -162,6 +162,13 @@ CREATE TABLE attested (
 CREATE INDEX attested_by_object ON attested (collection, stix_id, version);
 ";
 
+/// Version 7: the path each received version travelled (the nodes it passed before this
+/// one). Versions stored before it have none recorded.
+const SCHEMA_V7: &str = "
+ALTER TABLE objects ADD COLUMN path TEXT;
+ALTER TABLE tombstones ADD COLUMN path TEXT;
+";
+
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
 /// and WAL lets other processes (a CLI next to a running server) read meanwhile.
 pub struct SqliteStore {
@@ -283,7 +290,7 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6} {SCHEMA_V7} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             // Each step brings a store from version n to n + 1; all in one transaction.
@@ -296,10 +303,13 @@ impl SqliteStore {
                         2 => tx.execute_batch(SCHEMA_V3)?,
                         3 => tx.execute_batch(SCHEMA_V4)?,
                         4 => tx.execute_batch(SCHEMA_V5)?,
-                        _ => tx.execute_batch(SCHEMA_V6)?,
+                        5 => tx.execute_batch(SCHEMA_V6)?,
+                        _ => tx.execute_batch(SCHEMA_V7)?,
                     }
                 }
-                backfill_facts(&tx, version < 3)?;
+                if version < 6 {
+                    backfill_facts(&tx, version < 3)?;
+                }
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
                 tx.commit()?;
             }
@@ -427,7 +437,7 @@ impl SqliteStore {
     fn select(&self, q: &ObjectQuery, with_raw: bool) -> Result<Page<StoredObject>> {
         let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
         sql.push_str(if with_raw { "raw" } else { "''" });
-        sql.push_str(", tlp, pap, labels, granular, source, producer");
+        sql.push_str(", tlp, pap, labels, granular, source, producer, path");
         sql.push_str(" FROM objects WHERE collection = ?");
         let conn = self.reader()?;
         let mut args: Vec<rusqlite::types::Value> = vec![self.seq(&conn, &q.collection)?.into()];
@@ -552,8 +562,8 @@ fn insert_one(
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw,
-                 tlp, pap, labels, granular, source, producer)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 tlp, pap, labels, granular, source, producer, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 collection,
@@ -571,6 +581,7 @@ fn insert_one(
                 facts.granular_text(),
                 source,
                 facts.producer,
+                facts.path_text(),
             ]);
         or_exists(inserted, || {
             format!("date_added {date_added} in collection {collection}")
@@ -829,16 +840,14 @@ impl Store for SqliteStore {
     fn ingest_with_status(
         &self,
         collection: &str,
-        objects: &[ValidObject],
+        versions: &[Prepared],
         source: Option<&str>,
         now_us: i64,
         status: &mut StatusBuilder<'_>,
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects
-                .iter()
-                .map(|o| (Cow::Owned(Prepared::of(o)), None, source)),
+            &mut versions.iter().map(|v| (Cow::Borrowed(v), None, source)),
             now_us,
             Some(status),
             None,
@@ -853,11 +862,9 @@ impl Store for SqliteStore {
         self.ingest_tx(
             collection,
             &mut objects.iter().map(|r| {
-                (
-                    Cow::Owned(Prepared::of(&r.object)),
-                    Some(r.date_added),
-                    r.source.as_deref(),
-                )
+                let mut v = Prepared::of(&r.object);
+                v.facts.path = r.path.clone();
+                (Cow::Owned(v), Some(r.date_added), r.source.as_deref())
             }),
             0,
             None,
@@ -895,7 +902,7 @@ impl Store for SqliteStore {
         // Each deleted version leaves a tombstone in the same transaction, with its facts,
         // so push feeds can recall it from the peers the policy let it go to.
         sql.push_str(
-            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer",
+            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer, path",
         );
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = {
@@ -912,16 +919,17 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, Option<String>>(7)?,
                         r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut insert = tx.prepare(
-                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for (id, ty, version, tlp, pap, labels, granular, source, producer) in &rows {
+            for (id, ty, version, tlp, pap, labels, granular, source, producer, path) in &rows {
                 insert.execute(params![
-                    cseq, id, ty, version, tlp, pap, labels, granular, source, producer
+                    cseq, id, ty, version, tlp, pap, labels, granular, source, producer, path
                 ])?;
             }
             rows.len()
@@ -939,7 +947,7 @@ impl Store for SqliteStore {
         let conn = self.reader()?;
         let cseq = self.seq(&conn, collection)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer FROM tombstones
+            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer, path FROM tombstones
              WHERE collection = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         Ok(stmt
@@ -1175,7 +1183,7 @@ impl Store for SqliteStore {
     fn ingest_feed_page(
         &self,
         collection: &str,
-        objects: &[ValidObject],
+        versions: &[Prepared],
         source: Option<&str>,
         now_us: i64,
         feed: i64,
@@ -1183,9 +1191,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IngestOutcome>> {
         self.ingest_tx(
             collection,
-            &mut objects
-                .iter()
-                .map(|o| (Cow::Owned(Prepared::of(o)), None, source)),
+            &mut versions.iter().map(|v| (Cow::Borrowed(v), None, source)),
             now_us,
             None,
             Some((feed, cursor)),
@@ -1397,8 +1403,8 @@ fn labels_text(labels: &[String]) -> Option<String> {
     (!labels.is_empty()).then(|| serde_json::to_string(labels).unwrap_or_default())
 }
 
-/// The sharing facts in columns `first..first+6` (tlp, pap, labels, granular, source,
-/// producer).
+/// The sharing facts in columns `first..first+7` (tlp, pap, labels, granular, source,
+/// producer, path).
 fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts> {
     let corrupt = |what: &str| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -1430,6 +1436,7 @@ fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts
         },
         source: r.get(first + 4)?,
         producer: r.get(first + 5)?,
+        path: Facts::parse_path(r.get::<_, Option<String>>(first + 6)?.as_deref()),
     })
 }
 

@@ -240,6 +240,28 @@ fn sharing_facts_are_kept_beside_each_version() {
 }
 
 #[test]
+fn paths_are_kept_beside_each_version_and_its_tombstone() {
+    let (_d, s, c) = setup();
+    let path = vec![
+        "identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1".to_owned(),
+        "identity--0b0c0d0e-1f20-4a2b-8c3d-4e5f60718293".to_owned(),
+    ];
+    let mut v = phalanx_store::Prepared::of(&marked());
+    v.facts.path = path.clone();
+    s.ingest_prepared(&c, &[v], Some("cert-eu"), 10).unwrap();
+    let page = s.query(&ObjectQuery::new(&c)).unwrap();
+    assert_eq!(page.items[0].facts.path, path);
+    assert_eq!(
+        s.manifest(&ObjectQuery::new(&c)).unwrap().items[0]
+            .facts
+            .path,
+        path
+    );
+    s.delete(&c, M, &VersionFilter::all(), &[]).unwrap();
+    assert_eq!(s.tombstones(&c, None, 10).unwrap()[0].facts.path, path);
+}
+
+#[test]
 fn schema_2_stores_migrate_and_their_facts_are_computed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("phalanx.db");
@@ -261,7 +283,8 @@ fn schema_2_stores_migrate_and_their_facts_are_computed() {
              ALTER TABLE objects DROP COLUMN source; DROP TABLE partners; DROP TABLE agreements;
              DELETE FROM settings WHERE key = 'policy.generation';
              DROP TABLE feeds; DROP TABLE tombstones; DROP TABLE attested;
-             ALTER TABLE objects DROP COLUMN producer; PRAGMA user_version = 2;",
+             ALTER TABLE objects DROP COLUMN producer; ALTER TABLE objects DROP COLUMN path;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
     }

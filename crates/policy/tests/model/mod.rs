@@ -367,6 +367,7 @@ pub fn resolve_at(w: &World, base: i64) -> (Vec<String>, Vec<Agr>, Vec<Obj>) {
                     if s == w.n { GHOST.to_string() } else { pid(s) }
                 }),
                 producer: None,
+                path: Vec::new(),
             },
         })
         .collect();
