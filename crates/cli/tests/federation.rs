@@ -574,6 +574,13 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
         .map(|m| indicator(m))
         .collect();
     nodes[0].import("intel", &by_tlp);
+    // B looks at its store on its own only once an hour: everything it passes on to C
+    // goes because receiving it (A's POSTs and DELETEs) woke its push feed.
+    std::fs::write(
+        nodes[1].data.join("phalanx.toml"),
+        "[federation]\npush_interval_ms = 3600000\n",
+    )
+    .unwrap();
     for n in nodes.iter_mut() {
         n.start();
     }

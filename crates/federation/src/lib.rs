@@ -13,9 +13,11 @@
 //!   strictly increasing `date_added` is the outbox: an object is in it exactly when its
 //!   transaction committed), passes every object through the node's egress with purpose
 //!   `federate` for the partner, POSTs what may go, and moves the cursor only once the
-//!   partner acknowledged (a complete status). The local store is looked at every
-//!   `push_interval` (250 ms), so a new object reaches a connected peer well within a
-//!   second, also when it was imported by another process.
+//!   partner acknowledged (a complete status). An idle push feed goes as soon as its
+//!   node stores or deletes objects ([`phalanx_node::Node::on_change`]: a TAXII POST or
+//!   DELETE, a pulled page), so an object reaches a connected peer in the time of the
+//!   transfer; the local store is also looked at every `push_interval` (250 ms), for
+//!   what another process (`phalanx import`) stored.
 //! - A feed runs only while an agreement with the partner is in force; what flows is
 //!   decided per object by the policy.
 //! - Failures (unreachable peer, 5xx, garbage, oversized or slow answers — the TAXII
@@ -107,6 +109,10 @@ type RoundResult = Result<usize, String>;
 pub async fn run(node: Arc<Node>, cfg: Config, stop: tokio::sync::watch::Receiver<bool>) {
     let mut running: HashMap<i64, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut stop_rx = stop.clone();
+    // Push feeds wake as soon as this process stores or deletes objects; the
+    // `push_interval` look remains for changes made by other processes.
+    let (changes_tx, changes) = tokio::sync::watch::channel(0u64);
+    node.on_change(move || changes_tx.send_modify(|n| *n = n.wrapping_add(1)));
     loop {
         let n = node.clone();
         match tokio::task::spawn_blocking(move || n.feeds()).await {
@@ -124,7 +130,13 @@ pub async fn run(node: Arc<Node>, cfg: Config, stop: tokio::sync::watch::Receive
                         continue;
                     }
                     tracing::info!(feed = f.id, partner = %f.partner, direction = f.direction.as_str(), remote = %f.remote, "starting feed");
-                    let task = feed_task(node.clone(), cfg.clone(), f.id, stop.clone());
+                    let task = feed_task(
+                        node.clone(),
+                        cfg.clone(),
+                        f.id,
+                        stop.clone(),
+                        changes.clone(),
+                    );
                     running.insert(f.id, tokio::spawn(task));
                 }
             }
@@ -182,6 +194,7 @@ async fn feed_task(
     cfg: Config,
     id: i64,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
 ) {
     let client = match client(&cfg) {
         Ok(c) => c,
@@ -200,6 +213,8 @@ async fn feed_task(
     let mut remote: Option<Remote> = None;
     let mut ahead = Prefetch::default();
     loop {
+        // What changes from here on wakes the next wait (a push feed's).
+        changes.borrow_and_update();
         let n = node.clone();
         let feed = match blocking(move || Ok(n.feeds()?.into_iter().find(|f| f.id == id))).await {
             Ok(Some(f)) => f,
@@ -222,6 +237,7 @@ async fn feed_task(
         };
         // Without an agreement in force nothing flows, but a push feed still owes the
         // recalls of agreements that were terminated.
+        let mut failed = false;
         let wait = if !active && feed.direction != FeedDirection::Push {
             idle
         } else {
@@ -251,6 +267,7 @@ async fn feed_task(
                 Ok(_) => idle,
                 Err(e) => {
                     tracing::warn!(feed = id, partner = %feed.partner, direction = feed.direction.as_str(), remote = %feed.remote, "federation error: {e}");
+                    failed = true;
                     remote = None;
                     let n = node.clone();
                     let failures = feed.failures + 1;
@@ -266,8 +283,12 @@ async fn feed_task(
                 }
             }
         };
+        // A push feed in force that is idle (not backing off after a failure) goes at
+        // once when objects change.
+        let wake = feed.direction == FeedDirection::Push && active && !failed;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            Ok(()) = changes.changed(), if wake => {}
             _ = stop.changed() => return,
         }
     }

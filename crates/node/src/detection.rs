@@ -226,6 +226,7 @@ impl Node {
             })
             .collect::<Result<Vec<_>>>()?;
         self.store().ingest(&c.id, &valid, now_us)?;
+        self.changed();
         Ok(merged)
     }
 

@@ -167,6 +167,7 @@ impl Node {
             feed.id,
             cursor,
         )?;
+        self.changed();
         for o in outcomes {
             match o {
                 phalanx_store::IngestOutcome::Added { .. } => out.added += 1,

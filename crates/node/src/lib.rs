@@ -218,12 +218,40 @@ pub struct Node {
     policy_cache: Mutex<Option<sharing::Snapshot>>,
     /// The detector's index, kept up to date with the store.
     detection: detection::Detection,
+    /// Called after every change this node makes to stored objects (see
+    /// [`Node::on_change`]).
+    listeners: Mutex<Vec<Listener>>,
 }
+
+/// A callback run after the node stored or deleted objects.
+type Listener = Box<dyn Fn() + Send + Sync>;
 
 /// Organisation id of a node that was not given one.
 pub const DEFAULT_ORG: &str = "local";
 
 impl Node {
+    /// Registers `f` to run (on the writing thread, so it must be quick) after every
+    /// change this node makes to stored objects: a TAXII POST or DELETE, a pulled page,
+    /// stored sightings. Push feeds use it to send at once instead of at their next look
+    /// (changes made by another process over the same store are not seen here).
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+    }
+
+    pub(crate) fn changed(&self) {
+        for f in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            f();
+        }
+    }
+
     /// Opens the service over a store.
     pub fn new(store: Arc<dyn Store>, cfg: NodeConfig) -> Result<Node> {
         // Read first: opening a node (every CLI command) should not take the write lock
@@ -245,6 +273,7 @@ impl Node {
             own_org,
             policy_cache: Mutex::new(None),
             detection: detection::Detection::default(),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
@@ -790,6 +819,7 @@ impl Node {
             )));
         }
         let n = self.store.delete(&c.id, id, &versions, &f.spec_versions)?;
+        self.changed();
         if n == 0 {
             return Err(NodeError::NotFound(format!(
                 "object {id} in collection {collection}"
@@ -911,6 +941,7 @@ impl Node {
                 status = Some(st);
                 (id, stored)
             })?;
+        self.changed();
         status.ok_or_else(|| NodeError::Internal("the store did not record the status".into()))
     }
 
