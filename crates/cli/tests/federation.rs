@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const AMBER: &str = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
 const RED: &str = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1";
 const ATTESTATION: &str = "x-phalanx-attestation";
+const RECALL: &str = "x-phalanx-recall";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -137,7 +138,7 @@ impl Node {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|o| o["type"] != ATTESTATION)
+            .filter(|o| o["type"] != ATTESTATION && o["type"] != RECALL)
             .map(|o| o["id"].as_str().unwrap().to_owned())
             .collect();
         ids.sort();
@@ -338,9 +339,19 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
         (12, 12),
         "every version exactly once"
     );
+    // A deletion on A reaches B both ways: a DELETE to the inbox A pushes to, and a
+    // recall notice that B's pull reads and acts on (B deletes what it pulled from A).
+    let gone = want[0].clone();
+    taxii_delete(&a, "cert-a", "intel", &gone);
+    eventually("the deletion on B, pushed and pulled", || {
+        !b.ids("inbox").contains(&gone) && !b.ids("from-a").contains(&gone)
+    });
+    let want: Vec<String> = want.into_iter().filter(|id| *id != gone).collect();
+    assert_eq!(b.ids("from-a"), want);
+    assert_eq!(b.ids("inbox"), want);
     // Terminating the agreement on A recalls from B's inbox what A pushed under it; a
-    // CLEAR indicator, which needs no agreement, stays. (What B pulled is not recalled:
-    // TAXII gives a server no channel to a client that pulled.)
+    // CLEAR indicator, which needs no agreement, stays. (What B pulled under it is not
+    // recalled on termination.)
     let clear = vec![indicator(CLEAR)];
     a.import("intel", &clear);
     eventually("the CLEAR indicator", || {
@@ -472,6 +483,31 @@ const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
 const AMBER_STRICT: &str = "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003";
 
 /// Object versions (id, modified) held by a collection, sorted.
+/// `DELETE …/objects/{id}/` on a node's collection, as a user of organisation `org`.
+fn taxii_delete(n: &Node, org: &str, alias: &str, id: &str) {
+    let token = String::from_utf8(
+        n.cli(&["token", "create", "--org", org, "--write", alias])
+            .stdout,
+    )
+    .unwrap();
+    let url = format!("{}objects/{id}/", n.url(alias));
+    let ca_pem = std::fs::read(&n.ca).unwrap();
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
+            .build()
+            .unwrap()
+            .delete(&url)
+            .header("accept", "application/taxii+json;version=2.1")
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "DELETE {id}: {status}");
+}
+
 fn versions(n: &Node, alias: &str) -> Vec<(String, String)> {
     let out = n.cli(&["export", "-c", alias]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -479,7 +515,7 @@ fn versions(n: &Node, alias: &str) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["type"] != ATTESTATION)
+        .filter(|o| o["type"] != ATTESTATION && o["type"] != RECALL)
         .map(|o| {
             (
                 o["id"].as_str().unwrap().to_owned(),
@@ -678,28 +714,8 @@ fn three_nodes_share_onward_exactly_as_the_agreements_allow() {
     );
     assert_eq!(distinct(c), to_c);
     // Deleting on A (TAXII DELETE) recalls the object from B and, through B, from C.
-    let token = String::from_utf8(
-        a.cli(&["token", "create", "--org", "cert-a", "--write", "intel"])
-            .stdout,
-    )
-    .unwrap();
     let clear_id = by_tlp[0]["id"].as_str().unwrap().to_owned();
-    let url = format!("{}objects/{clear_id}/", a.url("intel"));
-    let ca_pem = std::fs::read(&a.ca).unwrap();
-    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
-            .build()
-            .unwrap()
-            .delete(&url)
-            .header("accept", "application/taxii+json;version=2.1")
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert!(status.is_success(), "DELETE on A: {status}");
+    taxii_delete(a, "cert-a", "intel", &clear_id);
     eventually("the recall on B and C", || {
         !b.ids("intel").contains(&clear_id) && !c.ids("intel").contains(&clear_id)
     });

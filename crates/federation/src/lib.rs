@@ -367,6 +367,9 @@ async fn pull(
             n.store_pulled(&f, &raws, at, own.as_deref(), phalanx_node::now_micros())
         })
         .await?;
+        if stored.recalled > 0 {
+            tracing::info!(feed = feed.id, partner = %feed.partner, "the partner recalled {} object versions: deleted here", stored.recalled);
+        }
         if stored.invalid > 0 || stored.conflicts > 0 {
             tracing::warn!(feed = feed.id, partner = %feed.partner, "pulled page: {} invalid and {} conflicting objects refused", stored.invalid, stored.conflicts);
         }

@@ -24,6 +24,8 @@ pub struct PulledPage {
     pub conflicts: usize,
     /// Not valid STIX 2.1: refused.
     pub invalid: usize,
+    /// Stored versions deleted because the partner's recall notices named them.
+    pub recalled: usize,
 }
 
 /// What the next push of a feed sends.
@@ -158,6 +160,9 @@ impl Node {
             .filter(|(i, _)| !drop.contains(i))
             .map(|(_, vp)| vp)
             .unzip();
+        // Recalls first: if the page is not stored (a crash), it is pulled again and the
+        // recalls, already done, change nothing.
+        out.recalled = self.honour_recalls(&feed.local, &feed.partner, &valid, now_us)?;
         let versions = crate::prepare_with_paths(&valid, paths);
         let outcomes = self.store().ingest_feed_page(
             &feed.local,

@@ -11,6 +11,7 @@ pub mod attest;
 pub mod auth;
 pub mod detection;
 pub mod federation;
+pub mod recall;
 pub mod sharing;
 
 pub use auth::Caller;
@@ -818,7 +819,17 @@ impl Node {
                 "object {id} has versions you may not see; ask the node's operator to delete it"
             )));
         }
-        let n = self.store.delete(&c.id, id, &versions, &f.spec_versions)?;
+        // The deletion leaves tombstones (push partners are sent a DELETE) and recall
+        // notices (read by pulling partners) in its transaction.
+        let now = now_micros();
+        let n = self.store.delete_with_notices(
+            &c.id,
+            id,
+            &versions,
+            &f.spec_versions,
+            &self.notices(now)?,
+            now,
+        )?;
         self.changed();
         if n == 0 {
             return Err(NodeError::NotFound(format!(
@@ -931,6 +942,11 @@ impl Node {
         };
         // What a partner (or outsider) posts is recorded as coming from it (`source`).
         // The status is written in the objects' transaction: acknowledged together.
+        // Recalls the partner sends are acted on first: repeating them (a retried request)
+        // changes nothing, and nothing is acknowledged before they are done.
+        if let Some(from) = source {
+            self.honour_recalls(&c.id, from, &valid, now_us)?;
+        }
         let versions = prepare_with_paths(&valid, paths);
         let mut status = None;
         self.store

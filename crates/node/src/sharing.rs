@@ -267,6 +267,16 @@ impl Node {
         if purpose == Purpose::Backup {
             return Ok(if caller.admin { items } else { Vec::new() });
         }
+        // Recall notices are for partners' nodes (federation); people and ordinary
+        // TAXII clients do not see them.
+        let items = if caller.is_peer() || purpose == Purpose::Federate {
+            items
+        } else {
+            items
+                .into_iter()
+                .filter(|o| o.object_type != crate::recall::TYPE)
+                .collect()
+        };
         let policy = self.policy()?;
         let to = self.recipient(&policy, caller);
         if to == Recipient::Local && purpose != Purpose::Blocking {
@@ -298,11 +308,12 @@ impl Node {
         let mut out = Vec::with_capacity(items.len());
         for mut o in items {
             // An attestation goes where the objects it covers go: decided as their type.
-            let subject_type = if o.object_type == crate::attest::TYPE {
-                self.attestation_subject(&collection.id, &o)?
-            } else {
-                None
-            };
+            let subject_type =
+                if o.object_type == crate::attest::TYPE || o.object_type == crate::recall::TYPE {
+                    self.attestation_subject(&collection.id, &o)?
+                } else {
+                    None
+                };
             let subject = Subject {
                 object_type: subject_type.as_deref().unwrap_or(&o.object_type),
                 collection: &collection.id,

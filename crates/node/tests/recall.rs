@@ -161,3 +161,115 @@ fn recalls_owed_are_walked_page_by_page() {
     }
     assert_eq!(seen.len(), 7);
 }
+
+#[test]
+fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
+    let (_dir, node, c) = setup();
+    let (p, _) = node
+        .create_token(
+            "b",
+            "cert-b",
+            phalanx_store::Access::All,
+            phalanx_store::Access::All,
+            1,
+        )
+        .unwrap();
+    let from_b = phalanx_node::Caller::of(&p);
+    let operator = phalanx_node::Caller::local_operator();
+    let now = phalanx_node::now_micros();
+    let post = |objects: &[&str]| {
+        let body = format!("{{\"objects\":[{}]}}", objects.join(","));
+        let st = node
+            .add_objects(&from_b, "default", &c.id, body.as_bytes(), now)
+            .unwrap();
+        assert_eq!(st.failure_count, 0, "{st:?}");
+    };
+    let (x, y, z) = (
+        indicator(1, CLEAR),
+        indicator(2, GREEN),
+        indicator(3, CLEAR),
+    );
+    post(&[x.raw(), y.raw()]);
+    node.store().ingest(&c.id, std::slice::from_ref(&z), now).unwrap();
+    let rows = |ty: &str| -> Vec<phalanx_store::StoredObject> {
+        node.store()
+            .query(&phalanx_store::ObjectQuery {
+                limit: 100,
+                versions: phalanx_store::VersionFilter::all(),
+                types: vec![ty.to_owned()],
+                ..phalanx_store::ObjectQuery::new(&c.id)
+            })
+            .unwrap()
+            .items
+    };
+
+    // Deleting x leaves a notice with x's markings, stored as coming from where x came.
+    node.delete_object(&operator, "default", &c.id, x.id(), "")
+        .unwrap();
+    let notices = rows(phalanx_node::recall::TYPE);
+    assert_eq!(notices.len(), 1);
+    let n: serde_json::Value = serde_json::from_str(&notices[0].raw).unwrap();
+    assert_eq!(n["object_ref"], x.id());
+    assert_eq!(n["object_modified"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(n["reason"], "deleted");
+    assert_eq!(n["object_marking_refs"], json!([CLEAR]));
+    assert_eq!(notices[0].facts.source.as_deref(), Some("cert-b"));
+    assert_eq!(
+        notices[0].facts.tlp,
+        Some(phalanx_stix::markings::Tlp::Clear)
+    );
+    // Only partners' nodes (federation) see notices; a TAXII read does not.
+    let all = || {
+        node.store()
+            .query(&phalanx_store::ObjectQuery {
+                limit: 100,
+                ..phalanx_store::ObjectQuery::new(&c.id)
+            })
+            .unwrap()
+            .items
+    };
+    let seen = |purpose| {
+        node.egress(&operator, &c, purpose, all(), now)
+            .unwrap()
+            .iter()
+            .filter(|o| o.object_type == phalanx_node::recall::TYPE)
+            .count()
+    };
+    assert_eq!(seen(phalanx_node::Purpose::Read), 0);
+    assert_eq!(seen(phalanx_node::Purpose::Federate), 1);
+
+    // B recalls y (which it sent) and z (which it did not): only y goes, and its
+    // deletion leaves this node's own notice.
+    let notice_of = |o: &phalanx_stix::ValidObject| {
+        let d = phalanx_store::Deleted {
+            id: o.id(),
+            object_type: o.object_type(),
+            version: Some("2026-01-01T00:00:00.000Z"),
+            raw: o.raw(),
+            source: None,
+            path: vec![],
+        };
+        phalanx_node::recall::notice(
+            &d,
+            Some("identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a"),
+            now,
+        )
+        .unwrap()
+        .raw
+        .to_string()
+    };
+    post(&[&notice_of(&y), &notice_of(&z)]);
+    let left: Vec<String> = rows("indicator").into_iter().map(|o| o.id).collect();
+    assert_eq!(left, [z.id().to_owned()]);
+    let recalled: Vec<String> = rows(phalanx_node::recall::TYPE)
+        .iter()
+        .map(|o| {
+            serde_json::from_str::<serde_json::Value>(&o.raw).unwrap()["object_ref"].to_string()
+        })
+        .collect();
+    // x's notice, B's two notices as received, and this node's notice of y.
+    assert_eq!(recalled.len(), 4, "{recalled:?}");
+    // Posting the same notices again changes nothing.
+    post(&[&notice_of(&y), &notice_of(&z)]);
+    assert_eq!(rows("indicator").len(), 1);
+}

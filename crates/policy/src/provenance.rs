@@ -26,6 +26,11 @@ use serde_json::{Map, Value};
 /// The STIX type of attestations.
 pub const ATTESTATION: &str = "x-phalanx-attestation";
 
+/// The STIX type of recall notices (a deleted version, for partners that pull; see
+/// `phalanx_node::recall`). Like an attestation, the policy decides a notice as the type
+/// it names in `object_type`.
+pub const RECALL: &str = "x-phalanx-recall";
+
 /// The (object id, version) pairs an attestation claims to cover; malformed entries are
 /// skipped (the signature check rejects such an attestation anyway).
 pub fn covered(att: &Map<String, Value>) -> Vec<(&str, &str)> {

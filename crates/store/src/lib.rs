@@ -498,6 +498,27 @@ pub(crate) fn vkey(t: &Timestamp) -> String {
     t.format(9)
 }
 
+/// A version being deleted, as [`Store::delete_with_notices`] shows it to the notice
+/// builder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted<'a> {
+    /// STIX id.
+    pub id: &'a str,
+    /// STIX type.
+    pub object_type: &'a str,
+    /// The version (`modified` as written); `None` for unversioned objects.
+    pub version: Option<&'a str>,
+    /// The stored JSON text.
+    pub raw: &'a str,
+    /// The partner it came from.
+    pub source: Option<&'a str>,
+    /// The nodes it passed before this one.
+    pub path: Vec<String>,
+}
+
+/// Makes the recall notice of a deleted version (`None`: none).
+pub type NoticeBuilder<'a> = dyn Fn(&Deleted<'_>) -> Option<Prepared> + 'a;
+
 /// Builds the status resource of an ingest from its outcomes: (status id, status).
 pub type StatusBuilder<'a> = dyn FnMut(&[IngestOutcome]) -> (String, StoredStatus) + 'a;
 
@@ -574,6 +595,21 @@ pub trait Store: Send + Sync {
         id: &str,
         versions: &VersionFilter,
         spec_versions: &[String],
+    ) -> Result<usize> {
+        self.delete_with_notices(collection, id, versions, spec_versions, &|_| None, 0)
+    }
+    /// As [`Store::delete`], and in the same transaction stores what `notice` makes of
+    /// each deleted version (a recall notice, recorded as coming from the partner the
+    /// version came from), with `date_added` from `now_us` on: the deletion and the
+    /// notice that tells pulling partners about it are durable together.
+    fn delete_with_notices(
+        &self,
+        collection: &str,
+        id: &str,
+        versions: &VersionFilter,
+        spec_versions: &[String],
+        notice: &NoticeBuilder<'_>,
+        now_us: i64,
     ) -> Result<usize>;
     /// Tombstones of a collection after `after` (a `seq`), oldest first.
     fn tombstones(

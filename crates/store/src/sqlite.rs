@@ -4,10 +4,10 @@
 //! queries) so a PostgreSQL backend can share the schema.
 
 use crate::{
-    ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, Feed, FeedDirection, IngestOutcome,
-    NewCollection, NewFeed, ObjectQuery, Page, Prepared, Principal, PrincipalKind, Restored,
-    Result, StatusBuilder, Store, StoreError, StoredAgreement, StoredObject, StoredStatus,
-    Tombstone, VersionFilter, vkey,
+    ApiRoot, Collection, DEFAULT_MAX_CONTENT_LENGTH, Deleted, Feed, FeedDirection, IngestOutcome,
+    NewCollection, NewFeed, NoticeBuilder, ObjectQuery, Page, Prepared, Principal, PrincipalKind,
+    Restored, Result, StatusBuilder, Store, StoreError, StoredAgreement, StoredObject,
+    StoredStatus, Tombstone, VersionFilter, vkey,
 };
 use phalanx_policy::facts::{pap_code, pap_from_code, tlp_code, tlp_from_code};
 use phalanx_policy::provenance::ATTESTATION;
@@ -880,12 +880,14 @@ impl Store for SqliteStore {
         self.select(q, false)
     }
 
-    fn delete(
+    fn delete_with_notices(
         &self,
         collection: &str,
         id: &str,
         versions: &VersionFilter,
         spec_versions: &[String],
+        notice: &NoticeBuilder<'_>,
+        now_us: i64,
     ) -> Result<usize> {
         let mut sql = String::from(
             "DELETE FROM objects WHERE collection = ? AND id_hash = ? AND stix_id = ?",
@@ -902,7 +904,7 @@ impl Store for SqliteStore {
         // Each deleted version leaves a tombstone in the same transaction, with its facts,
         // so push feeds can recall it from the peers the policy let it go to.
         sql.push_str(
-            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer, path",
+            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer, path, raw",
         );
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = {
@@ -920,6 +922,7 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(7)?,
                         r.get::<_, Option<String>>(8)?,
                         r.get::<_, Option<String>>(9)?,
+                        r.get::<_, String>(10)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -927,10 +930,34 @@ impl Store for SqliteStore {
                 "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer, path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for (id, ty, version, tlp, pap, labels, granular, source, producer, path) in &rows {
+            for (id, ty, version, tlp, pap, labels, granular, source, producer, path, _) in &rows {
                 insert.execute(params![
                     cseq, id, ty, version, tlp, pap, labels, granular, source, producer, path
                 ])?;
+            }
+            // The notices of the deleted versions, stored like any new object.
+            let mut last: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(date_added), 0) FROM objects WHERE collection = ?1",
+                [cseq],
+                |r| r.get(0),
+            )?;
+            for (id, ty, version, _, _, _, _, source, _, path, raw) in &rows {
+                let deleted = Deleted {
+                    id,
+                    object_type: ty,
+                    version: version.as_deref(),
+                    raw,
+                    source: source.as_deref(),
+                    path: Facts::parse_path(path.as_deref()),
+                };
+                if let Some(n) = notice(&deleted) {
+                    let date = now_us.max(last + 1);
+                    if let IngestOutcome::Added { date_added } =
+                        insert_one(&tx, cseq, &n, date, deleted.source)?
+                    {
+                        last = date_added;
+                    }
+                }
             }
             rows.len()
         };

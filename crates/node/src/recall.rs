@@ -1,0 +1,148 @@
+//! Recall notices: how a deletion reaches the partners that **pull** from this node.
+//!
+//! Push partners are told of a deletion with a TAXII `DELETE` (see the federation
+//! crate); a server has no channel to a client that pulls. So every deletion also leaves,
+//! in the same transaction ([`phalanx_store::Store::delete_with_notices`]), a notice in
+//! the collection: a custom STIX object that pulling partners read like any other.
+//!
+//! ```json
+//! {"type": "x-phalanx-recall", "spec_version": "2.1",
+//!  "id": "x-phalanx-recall--<UUIDv5 over this node's identity, the id and version>",
+//!  "created": "<when>", "modified": "<when>", "created_by_ref": "<this node's identity>",
+//!  "object_ref": "<id>", "object_modified": "<version, absent for SCOs>",
+//!  "object_type": "<its type>", "reason": "deleted",
+//!  "object_marking_refs": [<the version's>], "labels": [<the version's>]}
+//! ```
+//!
+//! A notice carries the recalled version's markings and labels, is decided by the
+//! policy as the type it recalls, and is stored with that version's source and path: so
+//! it goes exactly where the version could have gone, never back along its path, and
+//! names nothing a partner could not have received. Other TAXII clients see a custom
+//! object and may ignore it.
+//!
+//! A node receiving a notice from a partner ([`Node::honour_recalls`]) deletes the
+//! versions it names **that came from that partner** (a partner can only withdraw what it
+//! sent), which leaves its own tombstones and notices: the recall travels on along every
+//! path, push or pull.
+
+use crate::{Node, Result};
+use phalanx_stix::{StixObject, Timestamp, ValidObject};
+use phalanx_store::{Deleted, ObjectQuery, Prepared, VersionFilter};
+use serde_json::{Value, json};
+
+pub use phalanx_policy::provenance::RECALL as TYPE;
+
+/// Namespace of notice ids (UUIDv5 over `identity|id|version`).
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x3c9e_5a10_77d2_4f0b_8e64_1b2a_9c0d_e5f3);
+
+/// The notice of a deleted version, made by `signer` (this node's identity) at `now_us`;
+/// `None` for notices themselves and for text that is not a JSON object.
+pub fn notice(deleted: &Deleted<'_>, signer: Option<&str>, now_us: i64) -> Option<Prepared> {
+    if deleted.object_type == TYPE {
+        return None;
+    }
+    let Ok(Value::Object(o)) = serde_json::from_str::<Value>(deleted.raw) else {
+        return None;
+    };
+    // The id names the node that recalls too: a partner's notice and this node's own
+    // notice of the same version are different objects.
+    let name = format!(
+        "{}|{}|{}",
+        signer.unwrap_or(""),
+        deleted.id,
+        deleted.version.unwrap_or("")
+    );
+    let when = Timestamp::from_micros(now_us).format(3);
+    let mut n = json!({
+        "type": TYPE,
+        "spec_version": "2.1",
+        "id": format!("{TYPE}--{}", uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())),
+        "created": when,
+        "modified": when,
+        "object_ref": deleted.id,
+        "object_type": deleted.object_type,
+        "reason": "deleted",
+    });
+    if let Some(v) = deleted.version {
+        n["object_modified"] = v.into();
+    }
+    if let Some(s) = signer {
+        n["created_by_ref"] = s.into();
+    }
+    for k in ["object_marking_refs", "labels"] {
+        if let Some(v) = o.get(k) {
+            n[k] = v.clone();
+        }
+    }
+    let parsed = StixObject::parse(n.to_string().as_bytes(), 16).ok()?;
+    let (valid, _) = phalanx_stix::validate(parsed).ok()?;
+    let mut p = Prepared::of(&valid);
+    p.facts.path = deleted.path.clone();
+    Some(p)
+}
+
+impl Node {
+    /// The notice builder for deletions made now by this node.
+    pub(crate) fn notices(&self, now_us: i64) -> Result<impl Fn(&Deleted<'_>) -> Option<Prepared>> {
+        let signer = self.own_identity()?;
+        Ok(move |d: &Deleted<'_>| notice(d, signer.as_deref(), now_us))
+    }
+
+    /// Acts on the recall notices among `objects`, received from partner `source` into
+    /// `collection`: deletes each named version that came from that partner (with
+    /// tombstones and this node's own notices). Returns the versions deleted.
+    pub(crate) fn honour_recalls(
+        &self,
+        collection: &str,
+        source: &str,
+        objects: &[ValidObject],
+        now_us: i64,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        let notices = self.notices(now_us)?;
+        for o in objects.iter().filter(|o| o.object_type() == TYPE) {
+            let Some(id) = o.str_prop("object_ref") else {
+                continue;
+            };
+            let version = o.str_prop("object_modified");
+            let q = ObjectQuery {
+                ids: vec![id.to_owned()],
+                versions: VersionFilter::all(),
+                limit: self.config().max_page,
+                ..ObjectQuery::new(collection)
+            };
+            for stored in self.store().manifest(&q)?.items {
+                let theirs = stored.facts.source.as_deref() == Some(source);
+                let named = match version {
+                    Some(v) => Timestamp::parse(v).is_ok_and(|t| t == stored.version),
+                    None => true,
+                };
+                if !(theirs && named) {
+                    continue;
+                }
+                // Unversioned objects (SCOs) are recalled whole.
+                let only = match version {
+                    Some(_) => VersionFilter {
+                        all: false,
+                        first: false,
+                        last: false,
+                        exact: vec![stored.version],
+                    },
+                    None => VersionFilter::all(),
+                };
+                deleted += self.store().delete_with_notices(
+                    collection,
+                    id,
+                    &only,
+                    &[],
+                    &notices,
+                    now_us,
+                )?;
+            }
+        }
+        if deleted > 0 {
+            self.changed();
+        }
+        Ok(deleted)
+    }
+}
