@@ -244,3 +244,91 @@ fn unusable_indicators_are_reported_with_their_id() {
         );
     }
 }
+
+/// Lines for the batching equivalence test: hits, misses, malformed, blank, too long
+/// (over a limit of 120 bytes), `\r` endings, a STIX-free time field.
+fn hunt_line() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::sample::select(vec![
+        r#"{"src_ip":"10.0.0.1","dest_ip":"10.0.0.9"}"#.to_owned(),
+        r#"{"timestamp":"2024-01-01T00:00:01.000000+0000","src_ip":"10.0.0.9","dest_ip":"10.0.0.2"}"#.to_owned(),
+        r#"{"src_ip":"10.0.0.3","dns":{"rrname":"evil.test"}}"#.to_owned(),
+        r#"{"src_ip":"10.0.0.4"}"#.to_owned(),
+        "{\"src_ip\":\"10.0.0.1\"}\r".to_owned(),
+        "{\"src_ip\":\"10.0.0.1\"".to_owned(),
+        "garbage".to_owned(),
+        String::new(),
+        "  \t".to_owned(),
+        "\r".to_owned(),
+        format!(r#"{{"src_ip":"10.0.0.1","pad":"{}"}}"#, "x".repeat(150)),
+        format!("{}\r", "y".repeat(120)),
+    ])
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// `feed` and `read` (which match lines in batches) give exactly what `line` gives
+    /// line by line: the same hits per line, in order, and the same counters and error
+    /// samples, whatever the reader's buffer size.
+    #[test]
+    fn batched_hunts_equal_line_by_line(
+        lines in proptest::collection::vec(hunt_line(), 0..90),
+        trailing_newline in proptest::prelude::any::<bool>(),
+        capacity in 1usize..300,
+    ) {
+        let index = {
+            let texts = [
+                indicator(1, "[ipv4-addr:value = '10.0.0.1']"),
+                indicator(2, "[domain-name:value = 'evil.test']"),
+                indicator(3, "[network-traffic:dst_ref.value = '10.0.0.2']"),
+            ];
+            Index::build(texts.iter().map(|t| t.as_bytes()), now(), IndexConfig::default()).0
+        };
+        let config = HuntConfig { max_line_bytes: 120, error_sample: 4 };
+        let mut input = lines.join("\n");
+        if trailing_newline && !input.is_empty() {
+            input.push('\n');
+        }
+        // Line by line.
+        let mut one = Hunt::new(&Suricata, config.clone());
+        let mut want: Vec<Vec<String>> = Vec::new();
+        let mut rest = input.as_bytes();
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = next;
+            let hits = one.line(&index, line, now());
+            if !hits.is_empty() {
+                want.push(hits.iter().map(|h| format!("{:?}", h)).collect());
+            }
+        }
+        // In batches, from memory and from a reader.
+        for via_reader in [false, true] {
+            let mut hunt = Hunt::new(&Suricata, config.clone());
+            let mut got: Vec<Vec<String>> = Vec::new();
+            let mut sink = |h: &[phalanx_detect::Hit]| {
+                got.push(h.iter().map(|h| format!("{:?}", h)).collect());
+            };
+            if via_reader {
+                let r = std::io::BufReader::with_capacity(capacity, Cursor::new(input.as_bytes()));
+                hunt.read(&index, r, now(), &mut sink).unwrap();
+            } else {
+                hunt.feed(&index, input.as_bytes(), now(), &mut sink);
+            }
+            proptest::prop_assert_eq!(&got, &want, "reader={}", via_reader);
+            // The reader does not hold an over-long line, so its message gives no length.
+            let same = |s: &phalanx_detect::LineStats| {
+                let mut s = s.clone();
+                for e in &mut s.error_sample {
+                    if e.message.contains("the limit of") {
+                        e.message = "too long".into();
+                    }
+                }
+                s
+            };
+            proptest::prop_assert_eq!(same(hunt.stats()), same(one.stats()), "reader={}", via_reader);
+        }
+    }
+}

@@ -246,6 +246,27 @@ proptest! {
             index.match_observed(&od, &scos, now(), &mut hits2, &mut stats);
             prop_assert_eq!(&ids(&hits2), &want, "observed-data {:?}", obs);
         }
+        // Matching in groups (several batches of eight, a partial one, records with
+        // and without a time) gives the hits and counters of one record at a time,
+        // in the same order.
+        let mut all: Vec<Record<'static>> = Vec::new();
+        for round in 0..4 {
+            for (i, obs) in records.iter().enumerate() {
+                let mut rec = record(obs);
+                if (i + round) % 3 == 0 {
+                    rec.time = Some(Timestamp::from_micros(1_000_000 * (i as i64 + 1)));
+                }
+                all.push(rec);
+            }
+        }
+        let (mut one, mut one_stats) = (Vec::new(), MatchStats::default());
+        for rec in &all {
+            index.match_record(rec, now(), &mut one, &mut one_stats);
+        }
+        let (mut grouped, mut grouped_stats) = (Vec::new(), MatchStats::default());
+        index.match_records(&all, now(), &mut grouped, &mut grouped_stats);
+        prop_assert_eq!(&grouped, &one);
+        prop_assert_eq!(&grouped_stats, &one_stats);
     }
 }
 
