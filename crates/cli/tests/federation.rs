@@ -330,7 +330,7 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
     let after_restart = vec![indicator(AMBER), indicator(AMBER)];
     a.import("intel", &after_restart);
     b.start();
-    let want = sorted_ids(&[amber, vec![more[0].clone()], late, after_restart].concat());
+    let want = sorted_ids(&[amber.clone(), vec![more[0].clone()], late, after_restart].concat());
     eventually("the resumed pull and push", || {
         b.ids("from-a") == want && b.ids("inbox") == want
     });
@@ -349,6 +349,23 @@ fn two_nodes_pull_and_push_what_the_agreement_allows() {
     let want: Vec<String> = want.into_iter().filter(|id| *id != gone).collect();
     assert_eq!(b.ids("from-a"), want);
     assert_eq!(b.ids("inbox"), want);
+    // A marking upgrade (AMBER re-marked RED in a new version) reaches B both ways too:
+    // the push recalls the object with a DELETE, and B's pull finds, in place of the RED
+    // version it may not receive, a `superseded` notice, so B drops the AMBER version.
+    let mut upgraded = amber
+        .iter()
+        .find(|o| want.iter().any(|id| o["id"].as_str() == Some(id.as_str())))
+        .unwrap()
+        .clone();
+    let raised = upgraded["id"].as_str().unwrap().to_owned();
+    upgraded["modified"] = json!("2026-07-01T00:00:00.000Z");
+    upgraded["object_marking_refs"] = json!([RED]);
+    a.import("intel", &[upgraded]);
+    eventually("the upgrade's recall on B, pushed and pulled", || {
+        !b.ids("inbox").contains(&raised) && !b.ids("from-a").contains(&raised)
+    });
+    let want: Vec<String> = want.into_iter().filter(|id| *id != raised).collect();
+    assert_eq!(b.ids("from-a"), want);
     // Terminating the agreement on A recalls from B's inbox what A pushed under it; a
     // CLEAR indicator, which needs no agreement, stays. (What B pulled under it is not
     // recalled on termination.)

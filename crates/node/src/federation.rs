@@ -219,31 +219,15 @@ impl Node {
             .iter()
             .map(|o| (o.id.as_str(), o.date_added))
             .collect();
-        let mut recalls: Vec<String> = Vec::new();
-        for (id, date_added) in candidates {
-            if going.contains(&(id.as_str(), date_added)) || recalls.contains(&id) {
-                continue;
-            }
-            let q = ObjectQuery {
-                ids: vec![id.clone()],
-                versions: VersionFilter::all(),
-                limit: self.config().max_page,
-                ..ObjectQuery::new(&c.id)
-            };
-            let earlier: Vec<StoredObject> = self
-                .store()
-                .query(&q)?
-                .items
-                .into_iter()
-                .filter(|o| o.date_added < date_added)
-                .collect();
-            if !self
-                .egress(&peer, &c, Purpose::Federate, earlier, now_us)?
-                .is_empty()
-            {
-                recalls.push(id);
-            }
-        }
+        let hidden: Vec<(String, i64)> = candidates
+            .into_iter()
+            .filter(|(id, date_added)| !going.contains(&(id.as_str(), *date_added)))
+            .collect();
+        let recalls: Vec<String> = self
+            .superseded(&peer, &c, &hidden, now_us)?
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
         Ok(Outgoing {
             objects,
             cursor,
@@ -429,7 +413,7 @@ impl Node {
 
 /// Whether an object's JSON is a later version (`modified` after `created`): only those
 /// can have earlier versions a partner holds.
-fn is_later_version(raw: &str) -> bool {
+pub(crate) fn is_later_version(raw: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Times<'a> {
         #[serde(borrow)]

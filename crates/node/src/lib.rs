@@ -714,7 +714,39 @@ impl Node {
             };
             scanned += page.items.len();
             let last = page.items.last().map(|o| o.date_added);
-            items.extend(self.egress(caller, c, Purpose::Read, page.items, now)?);
+            // A partner's node pulling: later versions it may not receive, of objects
+            // whose earlier versions it may (and so may hold), are replaced by a
+            // `superseded` recall notice (TAXII has no other way to tell a puller).
+            let later: Vec<(String, i64)> = if with_raw && caller.is_peer() {
+                page.items
+                    .iter()
+                    .filter(|o| o.facts.source.as_deref() != Some(caller.org.as_str()))
+                    .filter(|o| federation::is_later_version(&o.raw))
+                    .map(|o| (o.id.clone(), o.date_added))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let visible = self.egress(caller, c, Purpose::Read, page.items, now)?;
+            if later.is_empty() {
+                items.extend(visible);
+            } else {
+                let shown: std::collections::HashSet<(&str, i64)> = visible
+                    .iter()
+                    .map(|o| (o.id.as_str(), o.date_added))
+                    .collect();
+                let hidden: Vec<(String, i64)> = later
+                    .into_iter()
+                    .filter(|(id, d)| !shown.contains(&(id.as_str(), *d)))
+                    .collect();
+                let mut notices = Vec::new();
+                for (_, date_added, earlier) in self.superseded(caller, c, &hidden, now)? {
+                    notices.extend(self.superseded_notice(&earlier, date_added)?);
+                }
+                let mut merged: Vec<StoredObject> = visible.into_iter().chain(notices).collect();
+                merged.sort_by_key(|o| o.date_added);
+                items.extend(merged);
+            }
             if items.len() > limit {
                 items.truncate(limit);
                 let resume = items.last().map_or(0, |o| o.date_added);

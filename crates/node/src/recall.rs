@@ -27,7 +27,7 @@
 
 use crate::{Node, Result};
 use phalanx_stix::{StixObject, Timestamp, ValidObject};
-use phalanx_store::{Deleted, ObjectQuery, Prepared, VersionFilter};
+use phalanx_store::{Deleted, ObjectQuery, Prepared, StoredObject, VersionFilter};
 use serde_json::{Value, json};
 
 pub use phalanx_policy::provenance::RECALL as TYPE;
@@ -38,6 +38,17 @@ const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x3c9e_5a10_77d2_4f0b_8e64_1
 /// The notice of a deleted version, made by `signer` (this node's identity) at `now_us`;
 /// `None` for notices themselves and for text that is not a JSON object.
 pub fn notice(deleted: &Deleted<'_>, signer: Option<&str>, now_us: i64) -> Option<Prepared> {
+    notice_for(deleted, signer, now_us, "deleted")
+}
+
+/// [`notice`] with a reason: `deleted`, or `superseded` (every version of the object:
+/// a later version the recipient may not receive replaced the ones it may).
+fn notice_for(
+    deleted: &Deleted<'_>,
+    signer: Option<&str>,
+    now_us: i64,
+    reason: &str,
+) -> Option<Prepared> {
     if deleted.object_type == TYPE {
         return None;
     }
@@ -61,7 +72,7 @@ pub fn notice(deleted: &Deleted<'_>, signer: Option<&str>, now_us: i64) -> Optio
         "modified": when,
         "object_ref": deleted.id,
         "object_type": deleted.object_type,
-        "reason": "deleted",
+        "reason": reason,
     });
     if let Some(v) = deleted.version {
         n["object_modified"] = v.into();
@@ -82,6 +93,80 @@ pub fn notice(deleted: &Deleted<'_>, signer: Option<&str>, now_us: i64) -> Optio
 }
 
 impl Node {
+    /// Of the later versions a partner's node may not receive (`hidden`: id and
+    /// `date_added`), those whose object has an earlier version it may receive — and so
+    /// may hold: each with the earliest such version. The push feed recalls these objects
+    /// with `DELETE`; a pull page carries a `superseded` notice in their place.
+    pub(crate) fn superseded(
+        &self,
+        peer: &crate::Caller,
+        c: &phalanx_store::Collection,
+        hidden: &[(String, i64)],
+        now_us: i64,
+    ) -> Result<Vec<(String, i64, StoredObject)>> {
+        let mut out: Vec<(String, i64, StoredObject)> = Vec::new();
+        for (id, date_added) in hidden {
+            if out.iter().any(|(seen, _, _)| seen == id) {
+                continue;
+            }
+            let q = ObjectQuery {
+                ids: vec![id.clone()],
+                versions: VersionFilter::all(),
+                limit: self.config().max_page,
+                ..ObjectQuery::new(&c.id)
+            };
+            let earlier: Vec<StoredObject> = self
+                .store()
+                .query(&q)?
+                .items
+                .into_iter()
+                .filter(|o| o.date_added < *date_added)
+                .collect();
+            if let Some(first) = self
+                .egress(peer, c, crate::Purpose::Federate, earlier, now_us)?
+                .into_iter()
+                .next()
+            {
+                out.push((id.clone(), *date_added, first));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `superseded` notice a pull page carries in place of the hidden later version
+    /// (`date_added` of that version, which also dates the notice, so pulling the same
+    /// page again gives the same notice).
+    pub(crate) fn superseded_notice(
+        &self,
+        earlier: &StoredObject,
+        date_added: i64,
+    ) -> Result<Option<StoredObject>> {
+        let d = Deleted {
+            id: &earlier.id,
+            object_type: &earlier.object_type,
+            version: None,
+            raw: &earlier.raw,
+            source: None,
+            path: Vec::new(),
+        };
+        let signer = self.own_identity()?;
+        let Some(p) = notice_for(&d, signer.as_deref(), date_added, "superseded") else {
+            return Ok(None);
+        };
+        let Some(Ok(version)) = p.version.as_deref().map(Timestamp::parse) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredObject {
+            id: p.id,
+            object_type: p.object_type,
+            spec_version: p.spec_version,
+            version,
+            date_added,
+            raw: p.raw.into(),
+            facts: p.facts,
+        }))
+    }
+
     /// The notice builder for deletions made now by this node.
     pub(crate) fn notices(&self, now_us: i64) -> Result<impl Fn(&Deleted<'_>) -> Option<Prepared>> {
         let signer = self.own_identity()?;

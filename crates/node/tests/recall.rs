@@ -190,7 +190,9 @@ fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
         indicator(3, CLEAR),
     );
     post(&[x.raw(), y.raw()]);
-    node.store().ingest(&c.id, std::slice::from_ref(&z), now).unwrap();
+    node.store()
+        .ingest(&c.id, std::slice::from_ref(&z), now)
+        .unwrap();
     let rows = |ty: &str| -> Vec<phalanx_store::StoredObject> {
         node.store()
             .query(&phalanx_store::ObjectQuery {
