@@ -110,6 +110,19 @@ fn classify(item: Item, max_depth: usize, batch: &mut Batch) {
                 warnings: Vec::new(),
             }),
             Ok(obj) => match validate(obj) {
+                // Recall notices are made by a node when it deletes, and travel only by
+                // federation: an imported one could make partners delete their copies.
+                Ok((valid, warnings)) if valid.object_type() == phalanx_node::recall::TYPE => {
+                    batch.meta.push(Meta::Invalid {
+                        pos,
+                        id: Some(valid.id().to_owned()),
+                        reason: Some(
+                            "x-phalanx-recall notices are made by the node itself when it deletes; they are not imported".into(),
+                        ),
+                        errors: Vec::new(),
+                        warnings,
+                    })
+                }
                 Ok((valid, warnings)) => {
                     batch.objects.push(Prepared::of(&valid));
                     batch.meta.push(Meta::Valid { pos, warnings });

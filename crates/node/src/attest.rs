@@ -53,24 +53,37 @@ pub fn digest(object: &Map<String, Value>) -> String {
     format!("sha256:{}", crate::auth::hex(&h))
 }
 
-/// The id of the attestation of a list of (object id, version). A transit attestation
-/// (`path` not empty) also names its signer and path, so it never takes the id of the
-/// origin attestation of the same versions (or of another hop's).
+/// The id of the attestation of a list of (object id, version) by `signer`. It names the
+/// signer and, for a transit attestation, the path: no node can take the id of another
+/// node's attestation of the same versions (and so have it refused as a conflict). The
+/// covered ids and versions are checked to be STIX ids and timestamps ([`verify`]), so
+/// the `|` and newline separators are unambiguous.
 pub fn id_for<'a>(
     covers: impl IntoIterator<Item = (&'a str, &'a str)>,
     signer: &str,
     path: &[String],
 ) -> String {
     let mut name = String::new();
-    if !path.is_empty() {
-        name.push_str("transit|");
-        name.push_str(signer);
-        for hop in path {
-            name.push('|');
-            name.push_str(hop);
-        }
-        name.push('\n');
+    name.push_str(if path.is_empty() {
+        "origin|"
+    } else {
+        "transit|"
+    });
+    name.push_str(signer);
+    for hop in path {
+        name.push('|');
+        name.push_str(hop);
     }
+    name.push('\n');
+    legacy_id_for(covers, name)
+}
+
+/// The id before it named the signer (origin attestations stored by earlier versions
+/// still verify).
+fn legacy_id_for<'a>(
+    covers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    mut name: String,
+) -> String {
     for (id, version) in covers {
         name.push_str(id);
         name.push('|');
@@ -333,6 +346,13 @@ pub fn verify(att: &Map<String, Value>, public_key: &[u8; 32]) -> Result<Covered
             field("object_modified")?,
             field("digest")?,
         );
+        if phalanx_stix::id::parse_id(id).is_err()
+            || phalanx_stix::Timestamp::parse(version).is_err()
+        {
+            return Err(format!(
+                "attestation covers[{i}]: object_ref must be a STIX id and object_modified a timestamp"
+            ));
+        }
         order.push((id, version));
         digests
             .entry(id.to_owned())
@@ -367,7 +387,10 @@ pub fn verify(att: &Map<String, Value>, public_key: &[u8; 32]) -> Result<Covered
             ));
         }
     };
-    if att.get("id").and_then(Value::as_str) != Some(&id_for(order, signer, &path)) {
+    let id = att.get("id").and_then(Value::as_str);
+    let legacy =
+        || path.is_empty() && id == Some(&legacy_id_for(order.iter().copied(), String::new()));
+    if id != Some(&id_for(order.iter().copied(), signer, &path)) && !legacy() {
         return Err("attestation id does not match what it covers".into());
     }
     Ok(Covered {
@@ -478,16 +501,20 @@ pub fn check_batch(
     let mut paths: Vec<Vec<String>> = vec![Vec::new(); objects.len()];
     // Stored attestations, verified once per batch (by text).
     let mut stored_cache: HashMap<String, Option<(String, Covered)>> = HashMap::new();
+    let signs_with_key = |identity: &str| {
+        policy
+            .partner_by_identity(identity)
+            .is_some_and(|p| p.signing_key.is_some())
+    };
     for (i, o) in objects.iter().enumerate() {
-        // The partner it came from is the last hop; a transit attestation of that
-        // partner (below) tells the hops before.
-        paths[i].extend(hop.map(str::to_owned));
         // Recall notices need no signature: one can only withdraw what came from the
         // partner that sends it, over the partner's authenticated channel.
         if o.object_type() == TYPE || o.object_type() == provenance::RECALL || own.contains(&i) {
+            paths[i].extend(hop.map(str::to_owned));
             continue;
         }
         let Some(version) = version_of(o.json()) else {
+            paths[i].extend(hop.map(str::to_owned));
             continue; // SCOs are not attested.
         };
         if !bad_claims.is_empty()
@@ -496,35 +523,31 @@ pub fn check_batch(
             refused.push((i, format!("its signature is refused: {e}")));
             continue;
         }
-        // Some(true): verified attestations cover this version and all signed this
-        // content; Some(false): one of them signed other content.
-        let mut found: Option<bool> = None;
-        let mut digest_of_o: Option<String> = None;
-        let mut via: Option<&[String]> = None;
-        // Who shared it first, by a verified origin attestation of another node.
-        let mut origin: Option<&str> = None;
-        let mut by_source = false;
-        let mut consider = |c: &Covered, found: &mut Option<bool>| -> bool {
-            let Some(signed) = c.signed_digest(o.id(), version) else {
-                return false;
-            };
-            let d = digest_of_o.get_or_insert_with(|| digest(o.json()));
-            *found = Some(found.unwrap_or(true) && signed == d);
-            Some(c.signer.as_str()) == hop
+        // Verified attestations covering this version: (signer, path, signed digest).
+        let mut covering: Vec<(String, Vec<String>, String)> = verified
+            .iter()
+            .filter_map(|(_, c)| {
+                let d = c.signed_digest(o.id(), version)?;
+                Some((c.signer.clone(), c.path.clone(), d.to_owned()))
+            })
+            .collect();
+        let transit_of = |cov: &[(String, Vec<String>, String)]| {
+            cov.iter()
+                .find(|(s, p, _)| Some(s.as_str()) == hop && !p.is_empty())
+                .map(|(_, p, _)| p.clone())
         };
-        for (_, c) in &verified {
-            if consider(c, &mut found) {
-                by_source = true;
-                if !c.path.is_empty() {
-                    via = Some(&c.path);
-                }
-            } else if c.path.is_empty() && c.signed_digest(o.id(), version).is_some() {
-                origin = Some(&c.signer);
-            }
-        }
-        let mut stored_path: Option<Vec<String>> = None;
-        let mut stored_origin: Option<String> = None;
-        if !by_source && signs {
+        let by_source = covering.iter().any(|(s, _, _)| Some(s.as_str()) == hop);
+        // A transit attestation names the node that shared the version first; when that
+        // node signs, its own attestation must be there too (a forwarder cannot stand
+        // in for the producer, e.g. over a copy it altered).
+        let origin_missing = |cov: &[(String, Vec<String>, String)]| {
+            transit_of(cov)
+                .and_then(|p| p.first().cloned())
+                .filter(|first| {
+                    signs_with_key(first) && !cov.iter().any(|(s, p, _)| s == first && p.is_empty())
+                })
+        };
+        if (!by_source && signs) || origin_missing(&covering).is_some() {
             let stored = match (ctx.stored)(o.id(), version) {
                 Ok(s) => s,
                 Err(e) => {
@@ -539,32 +562,68 @@ pub fn check_batch(
                         _ => None,
                     }
                 });
-                let Some((_, c)) = entry else { continue };
-                if consider(c, &mut found) {
-                    if !c.path.is_empty() {
-                        stored_path = Some(c.path.clone());
-                    }
-                } else if c.path.is_empty() && c.signed_digest(o.id(), version).is_some() {
-                    stored_origin = Some(c.signer.clone());
+                if let Some((_, c)) = entry
+                    && let Some(d) = c.signed_digest(o.id(), version)
+                    && !covering
+                        .iter()
+                        .any(|(s, p, _)| *s == c.signer && *p == c.path)
+                {
+                    covering.push((c.signer.clone(), c.path.clone(), d.to_owned()));
                 }
             }
         }
-        // Hops before the partner: as its transit attestation names them, else the
-        // node that proved it shared the version first (hops between that did not sign
-        // are not known).
-        let before = match stored_path.as_deref().or(via) {
-            Some(p) => p.to_vec(),
-            None => origin
-                .map(str::to_owned)
-                .or(stored_origin)
-                .map(|o| vec![o])
-                .unwrap_or_default(),
-        };
-        if !before.is_empty() {
-            let mut path = before;
-            path.append(&mut paths[i]);
-            paths[i] = path;
+        if let Some(first) = origin_missing(&covering) {
+            refused.push((
+                i,
+                format!("its producer {first} signs what it shares, and no attestation of it covers this version"),
+            ));
+            continue;
         }
+        // The hops before the partner: as its transit attestation names them, else the
+        // node whose origin attestation covers it (the object's own producer's first);
+        // hops between that did not sign are not known.
+        let via = transit_of(&covering);
+        let before: Vec<String> = match &via {
+            Some(p) => p.clone(),
+            None => {
+                let origins: Vec<&String> = covering
+                    .iter()
+                    .filter(|(s, p, _)| p.is_empty() && Some(s.as_str()) != hop)
+                    .map(|(s, _, _)| s)
+                    .collect();
+                let claimed = o.str_prop("created_by_ref");
+                origins
+                    .iter()
+                    .find(|s| Some(s.as_str()) == claimed)
+                    .or(origins.first())
+                    .map(|s| vec![(*s).clone()])
+                    .unwrap_or_default()
+            }
+        };
+        // Only the signers on that path (and the partner) vouch for this version: a
+        // mismatch among them refuses it; other nodes' attestations do not count.
+        let relevant = |signer: &str| Some(signer) == hop || before.iter().any(|h| h == signer);
+        let mut found: Option<bool> = None;
+        let mut digest_of_o: Option<String> = None;
+        for (signer, _, signed) in &covering {
+            if relevant(signer) {
+                let d = digest_of_o.get_or_insert_with(|| digest(o.json()));
+                found = Some(found.unwrap_or(true) && signed == d);
+            }
+        }
+        let mut path = before;
+        path.extend(hop.map(str::to_owned));
+        if path.len() > MAX_PATH {
+            refused.push((
+                i,
+                format!(
+                    "it travelled {} hops, more than the {MAX_PATH} a path may name",
+                    path.len()
+                ),
+            ));
+            continue;
+        }
+        paths[i] = path;
         match found {
             Some(true) => {}
             Some(false) => refused.push((
@@ -734,6 +793,35 @@ mod tests {
             verify(&a, &pk)
         };
         assert!(resign(json!([producer])).is_ok());
+        // Origin attestations made before ids named their signer still verify; any
+        // other id does not.
+        let mut old = map(&attest(&[&x], &[], forwarder, &key).unwrap());
+        old.remove("signature");
+        let x_map = map(&x);
+        let x_id = x_map["id"].as_str().unwrap();
+        let x_version = x_map["modified"].as_str().unwrap();
+        let legacy = legacy_id_for([(x_id, x_version)], String::new());
+        let sign = |mut a: Map<String, Value>| {
+            let sig = key.sign(phalanx_stix::json::canonical(&Value::Object(a.clone())).as_bytes());
+            a.insert(
+                "signature".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(sig.to_bytes())
+                    .into(),
+            );
+            verify(&a, &pk)
+        };
+        old.insert("id".into(), legacy.clone().into());
+        assert!(sign(old.clone()).is_ok());
+        old.insert(
+            "id".into(),
+            id_for([(x_id, x_version)], producer.as_str(), &[]).into(),
+        );
+        assert!(sign(old.clone()).is_err(), "another signer's id");
+        // Covered ids and versions must be what they claim to be.
+        old.insert("id".into(), legacy.into());
+        old["covers"][0]["object_modified"] = "2026|x".into();
+        assert!(sign(old).unwrap_err().contains("covers[0]"));
         for bad in [
             json!([]),
             json!("identity--5b4f5c2c-9d1c-4f58-8a2c-64a7c1b1c0d1"),

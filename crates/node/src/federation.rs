@@ -161,8 +161,18 @@ impl Node {
             .map(|(_, vp)| vp)
             .unzip();
         // Recalls first: if the page is not stored (a crash), it is pulled again and the
-        // recalls, already done, change nothing.
-        out.recalled = self.honour_recalls(&feed.local, &feed.partner, &valid, now_us)?;
+        // recalls, already done, change nothing. Versions the page carries before their
+        // own recall are not stored.
+        let mut recalled = vec![false; valid.len()];
+        out.recalled =
+            self.honour_recalls(&feed.local, &feed.partner, &valid, &mut recalled, now_us)?;
+        let (valid, paths): (Vec<_>, Vec<_>) = valid
+            .into_iter()
+            .zip(paths)
+            .zip(recalled)
+            .filter(|(_, gone)| !gone)
+            .map(|(vp, _)| vp)
+            .unzip();
         let versions = crate::prepare_with_paths(&valid, paths);
         let outcomes = self.store().ingest_feed_page(
             &feed.local,

@@ -716,8 +716,10 @@ impl Node {
             let last = page.items.last().map(|o| o.date_added);
             // A partner's node pulling: later versions it may not receive, of objects
             // whose earlier versions it may (and so may hold), are replaced by a
-            // `superseded` recall notice (TAXII has no other way to tell a puller).
-            let later: Vec<(String, i64)> = if with_raw && caller.is_peer() {
+            // `superseded` recall notice (TAXII has no other way to tell a puller). Only
+            // in unfiltered reads (a feed's), which a notice cannot contradict.
+            let unfiltered = q.ids.is_empty() && q.types.is_empty() && q.spec_versions.is_empty();
+            let later: Vec<(String, i64)> = if with_raw && caller.is_peer() && unfiltered {
                 page.items
                     .iter()
                     .filter(|o| o.facts.source.as_deref() != Some(caller.org.as_str()))
@@ -836,7 +838,22 @@ impl Node {
             limit: self.cfg.max_page,
             ..ObjectQuery::new(&c.id)
         };
-        let matching = self.store.manifest(&q)?.items;
+        let mut matching = self.store.manifest(&q)?.items;
+        // A partner's node (by its certificate) withdraws only what it sent: versions of
+        // the object that came from elsewhere stay (and count as absent for it).
+        let mut versions = versions;
+        if caller.is_peer() {
+            let before = matching.len();
+            matching.retain(|o| o.facts.source.as_deref() == Some(caller.org.as_str()));
+            if matching.len() < before {
+                versions = VersionFilter {
+                    all: false,
+                    first: false,
+                    last: false,
+                    exact: matching.iter().map(|o| o.version).collect(),
+                };
+            }
+        }
         let total = matching.len();
         let visible = self
             .egress(caller, &c, Purpose::Manage, matching, now_micros())?
@@ -930,7 +947,21 @@ impl Node {
         let policy = self.policy()?;
         let local = self.recipient(&policy, caller) == phalanx_policy::Recipient::Local;
         let source = (!local).then_some(caller.org.as_str());
-        let checked = self.check_signatures(&policy, &c.id, source, &valid)?;
+        let mut checked = self.check_signatures(&policy, &c.id, source, &valid)?;
+        // Recall notices come from partners' nodes; this node makes its own when it
+        // deletes. One posted by a user would make partners delete their copies.
+        if source.is_none() {
+            for (i, v) in valid.iter().enumerate() {
+                if v.object_type() == recall::TYPE {
+                    checked.refused.push((
+                        i,
+                        "x-phalanx-recall notices are made by this node when it deletes; use DELETE".into(),
+                    ));
+                }
+            }
+            checked.refused.sort();
+            checked.refused.dedup_by_key(|(i, _)| *i);
+        }
         let mut paths = checked.paths;
         if !checked.refused.is_empty() {
             let mut map = vec![None; valid.len()];
@@ -975,9 +1006,12 @@ impl Node {
         // What a partner (or outsider) posts is recorded as coming from it (`source`).
         // The status is written in the objects' transaction: acknowledged together.
         // Recalls the partner sends are acted on first: repeating them (a retried request)
-        // changes nothing, and nothing is acknowledged before they are done.
+        // changes nothing, and nothing is acknowledged before they are done. (A version
+        // the same envelope carries before its recall is still stored: a push sends the
+        // recall itself as a DELETE after the envelope.)
         if let Some(from) = source {
-            self.honour_recalls(&c.id, from, &valid, now_us)?;
+            let mut ignored = vec![false; valid.len()];
+            self.honour_recalls(&c.id, from, &valid, &mut ignored, now_us)?;
         }
         let versions = prepare_with_paths(&valid, paths);
         let mut status = None;

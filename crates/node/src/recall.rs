@@ -175,21 +175,46 @@ impl Node {
 
     /// Acts on the recall notices among `objects`, received from partner `source` into
     /// `collection`: deletes each named version that came from that partner (with
-    /// tombstones and this node's own notices). Returns the versions deleted.
+    /// tombstones and this node's own notices). A notice is a node's statement about its
+    /// own deletion and is never passed on, so one that names another registered
+    /// partner as its maker (`created_by_ref`) is not acted on (the partner's own
+    /// registered identity, an identity no partner is registered with, or none, are).
+    /// Returns the versions deleted, and marks
+    /// in `drop` the objects of the batch that a later notice of it recalls (they are
+    /// not stored: a page can carry a version and, after it, its recall).
     pub(crate) fn honour_recalls(
         &self,
         collection: &str,
         source: &str,
         objects: &[ValidObject],
+        drop: &mut [bool],
         now_us: i64,
     ) -> Result<usize> {
+        let policy = self.policy()?;
+        let Some(identity) = policy.partner(source).map(|p| p.identity.clone()) else {
+            return Ok(0);
+        };
+        let made_by_sender = |o: &ValidObject| {
+            o.str_prop("created_by_ref")
+                .is_none_or(|m| m == identity || policy.partner_by_identity(m).is_none())
+        };
         let mut deleted = 0;
         let notices = self.notices(now_us)?;
-        for o in objects.iter().filter(|o| o.object_type() == TYPE) {
+        for (k, o) in objects.iter().enumerate() {
+            if o.object_type() != TYPE || !made_by_sender(o) {
+                continue;
+            }
             let Some(id) = o.str_prop("object_ref") else {
                 continue;
             };
             let version = o.str_prop("object_modified");
+            for (j, earlier) in objects[..k].iter().enumerate() {
+                let named = earlier.id() == id
+                    && version.is_none_or(|v| earlier.str_prop("modified") == Some(v));
+                if named && let Some(d) = drop.get_mut(j) {
+                    *d = true;
+                }
+            }
             let q = ObjectQuery {
                 ids: vec![id.to_owned()],
                 versions: VersionFilter::all(),

@@ -268,14 +268,23 @@ impl Node {
             return Ok(if caller.admin { items } else { Vec::new() });
         }
         // Recall notices are for partners' nodes (federation); people and ordinary
-        // TAXII clients do not see them.
-        let items = if caller.is_peer() || purpose == Purpose::Federate {
-            items
-        } else {
+        // TAXII clients do not see them. Only this node's own notices leave it: a
+        // partner's notice speaks of that partner's deletion and is never passed on.
+        let items = if items.iter().any(|o| o.object_type == crate::recall::TYPE) {
+            let own = if caller.is_peer() || purpose == Purpose::Federate {
+                Some(self.own_identity()?)
+            } else {
+                None
+            };
             items
                 .into_iter()
-                .filter(|o| o.object_type != crate::recall::TYPE)
+                .filter(|o| {
+                    o.object_type != crate::recall::TYPE
+                        || own.as_ref().is_some_and(|me| o.facts.producer == *me)
+                })
                 .collect()
+        } else {
+            items
         };
         let policy = self.policy()?;
         let to = self.recipient(&policy, caller);

@@ -274,4 +274,137 @@ fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
     // Posting the same notices again changes nothing.
     post(&[&notice_of(&y), &notice_of(&z)]);
     assert_eq!(rows("indicator").len(), 1);
+    // Federation passes on this node's own notices (x's and y's), never B's.
+    assert_eq!(seen(phalanx_node::Purpose::Federate), 2);
+
+    // A notice B passes on but another registered partner made (that partner's
+    // deletion) is not acted on.
+    let w = indicator(4, CLEAR);
+    post(&[w.raw()]);
+    let d = phalanx_store::Deleted {
+        id: w.id(),
+        object_type: w.object_type(),
+        version: Some("2026-01-01T00:00:00.000Z"),
+        raw: w.raw(),
+        source: None,
+        path: vec![],
+    };
+    node.add_partner(
+        &Partner {
+            id: "cert-c".into(),
+            name: "C".into(),
+            sector: Sector::Government,
+            country: None,
+            contact: None,
+            identity: "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6".into(),
+            signing_key: None,
+            endpoints: vec![],
+            cert_fingerprints: vec![],
+            removed: false,
+        },
+        1,
+    )
+    .unwrap();
+    let foreign = phalanx_node::recall::notice(
+        &d,
+        Some("identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6"),
+        now,
+    )
+    .unwrap();
+    post(&[&foreign.raw]);
+    assert!(rows("indicator").iter().any(|o| o.id == w.id()));
+
+    // Users post no notices: this node makes its own when it deletes.
+    let body = format!("{{\"objects\":[{}]}}", notice_of(&w));
+    let st = node
+        .add_objects(&operator, "default", &c.id, body.as_bytes(), now)
+        .unwrap();
+    assert_eq!(st.failure_count, 1, "{st:?}");
+    assert!(
+        st.failures[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("use DELETE")
+    );
+
+    // B's node, by its certificate, deletes only what it sent: z (this node's own)
+    // stays; w (B's) goes.
+    let peer = phalanx_node::Caller {
+        id: "cert:0123456789abcdef".into(),
+        name: "cert-b".into(),
+        org: "cert-b".into(),
+        read: phalanx_store::Access::All,
+        write: phalanx_store::Access::All,
+        admin: false,
+    };
+    assert!(matches!(
+        node.delete_object(&peer, "default", &c.id, z.id(), ""),
+        Err(phalanx_node::NodeError::NotFound(_))
+    ));
+    assert_eq!(
+        node.delete_object(&peer, "default", &c.id, w.id(), "")
+            .unwrap(),
+        1
+    );
+    let left: Vec<String> = rows("indicator").into_iter().map(|o| o.id).collect();
+    assert_eq!(left, [z.id().to_owned()]);
+}
+
+#[test]
+fn a_pulled_page_does_not_keep_a_version_its_own_recall_follows() {
+    let (_dir, node, c) = setup();
+    let feed = node
+        .add_feed(
+            "cert-b",
+            FeedDirection::Pull,
+            "https://b.example/api/collections/x/",
+            "intel",
+            None,
+        )
+        .unwrap();
+    let now = phalanx_node::now_micros();
+    let (v, keep) = (indicator(1, AMBER), indicator(2, AMBER));
+    // Between two polls B added v, then re-marked it: the page has v and, in place of
+    // the version this node may not receive, B's `superseded` notice (no version).
+    let d = phalanx_store::Deleted {
+        id: v.id(),
+        object_type: v.object_type(),
+        version: None,
+        raw: v.raw(),
+        source: None,
+        path: vec![],
+    };
+    let mut notice: serde_json::Value = serde_json::from_str(
+        &phalanx_node::recall::notice(
+            &d,
+            Some("identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a"),
+            now,
+        )
+        .unwrap()
+        .raw,
+    )
+    .unwrap();
+    notice["reason"] = "superseded".into();
+    let notice = notice.to_string();
+    let raws: Vec<Box<serde_json::value::RawValue>> = [v.raw(), notice.as_str(), keep.raw()]
+        .iter()
+        .map(|t| serde_json::value::RawValue::from_string((*t).to_owned()).unwrap())
+        .collect();
+    let refs: Vec<&serde_json::value::RawValue> = raws.iter().map(AsRef::as_ref).collect();
+    let page = node.store_pulled(&feed, &refs, 1, None, now).unwrap();
+    assert_eq!((page.added, page.invalid), (2, 0), "{page:?}");
+    let ids: Vec<String> = node
+        .store()
+        .query(&phalanx_store::ObjectQuery {
+            limit: 10,
+            types: vec!["indicator".into()],
+            ..phalanx_store::ObjectQuery::new(&c.id)
+        })
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids, [keep.id().to_owned()]);
 }

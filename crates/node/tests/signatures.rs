@@ -308,6 +308,18 @@ fn a_transit_signature_records_the_path_and_cannot_cover_an_altered_copy() {
     assert_eq!((st.success_count, st.failure_count), (2, 1), "{st:?}");
     let m = st.failures[0].message.as_deref().unwrap_or("");
     assert!(m.contains("digest mismatch"), "{m}");
+    // The same, leaving A's attestation out: the transit path names A, who signs, so
+    // A's own attestation must cover the version.
+    let signed = indicator(id, "2026-03-01T00:00:00.000Z", "203.0.113.9").replace(GREEN, CLEAR);
+    let altered = signed.replace("203.0.113.9", "203.0.113.67");
+    let by_b = attest::attest(&[&altered], &[IDENTITY.to_owned()], B, &key_b).unwrap();
+    let st = post(&[&by_b, &altered]);
+    assert_eq!((st.success_count, st.failure_count), (1, 1), "{st:?}");
+    let m = st.failures[0].message.as_deref().unwrap_or("");
+    assert!(
+        m.contains("its producer") && m.contains("no attestation of it covers"),
+        "{m}"
+    );
 
     // B's own object, signed by B alone: its path is B.
     let own = indicator(
