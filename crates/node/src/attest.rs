@@ -779,10 +779,9 @@ mod tests {
         let mut edited = map(&attest(&[&x], &via_p, forwarder, &key).unwrap());
         edited["path"] = json!([other]);
         assert!(verify(&edited, &pk).is_err());
-        let resign = |path: Value| {
-            let mut a = map(&attest(&[&x], &via_p, forwarder, &key).unwrap());
+        // Signs an edited attestation again and verifies it.
+        let sign = |mut a: Map<String, Value>| {
             a.remove("signature");
-            a["path"] = path;
             let sig = key.sign(phalanx_stix::json::canonical(&Value::Object(a.clone())).as_bytes());
             a.insert(
                 "signature".into(),
@@ -791,26 +790,20 @@ mod tests {
                     .into(),
             );
             verify(&a, &pk)
+        };
+        let resign = |path: Value| {
+            let mut a = map(&attest(&[&x], &via_p, forwarder, &key).unwrap());
+            a["path"] = path;
+            sign(a)
         };
         assert!(resign(json!([producer])).is_ok());
         // Origin attestations made before ids named their signer still verify; any
         // other id does not.
         let mut old = map(&attest(&[&x], &[], forwarder, &key).unwrap());
-        old.remove("signature");
         let x_map = map(&x);
         let x_id = x_map["id"].as_str().unwrap();
         let x_version = x_map["modified"].as_str().unwrap();
         let legacy = legacy_id_for([(x_id, x_version)], String::new());
-        let sign = |mut a: Map<String, Value>| {
-            let sig = key.sign(phalanx_stix::json::canonical(&Value::Object(a.clone())).as_bytes());
-            a.insert(
-                "signature".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(sig.to_bytes())
-                    .into(),
-            );
-            verify(&a, &pk)
-        };
         old.insert("id".into(), legacy.clone().into());
         assert!(sign(old.clone()).is_ok());
         old.insert(
