@@ -180,6 +180,7 @@ fn objects(a: &BenchPolicyArgs, rng: &mut Rng) -> Vec<Obj> {
                         .then(|| format!("p{}", (r >> 32) % a.partners as u64)),
                     producer: None,
                     path: Vec::new(),
+                    about: None,
                 },
             }
         })

@@ -618,7 +618,14 @@ async fn client_certificates_are_presented_and_required() {
         .build()
         .unwrap();
     let e = without_cert.discovery(&url).await.unwrap_err();
-    assert!(matches!(e, Error::Transport { retried: 0, .. }), "{e:?}");
+    // The refusal is not retried like a transient failure. (Under TLS 1.3 the request
+    // can be sent before the server's alert arrives; on a loaded machine that first
+    // attempt may then fail as a plain connection error, which is retried once before
+    // the alert itself is seen: so at most one retry, never the three allowed.)
+    assert!(
+        matches!(e, Error::Transport { retried, .. } if retried <= 1),
+        "{e:?}"
+    );
     let untrusted = Client::builder()
         .client_cert(pki.path("client.pem"), pki.path("client.key"))
         .retries(3)

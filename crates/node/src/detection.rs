@@ -190,7 +190,9 @@ impl Node {
             }
         };
         let own = self.own_identity()?;
+        let policy = self.policy()?;
         let mut merged = Vec::with_capacity(sightings.len());
+        let mut about: Vec<Option<String>> = Vec::with_capacity(sightings.len());
         for mut s in sightings {
             let Some(id) = s["id"].as_str().map(str::to_owned) else {
                 continue;
@@ -200,9 +202,19 @@ impl Node {
                 s["where_sighted_refs"] = serde_json::json!([me]);
             }
             let indicator = s["sighting_of_ref"].as_str().unwrap_or_default().to_owned();
-            if let Some(m) = self.markings_of(&indicator)? {
+            let (markings, facts) = self.indicator_facts(&indicator)?;
+            if let Some(m) = markings {
                 s["object_marking_refs"] = m;
             }
+            // A partner's indicator: the sighting reports on its data and goes back to
+            // it alone — to the partner that produced it, else the one it came from.
+            let producer = facts
+                .as_ref()
+                .and_then(|f| f.producer.as_deref())
+                .filter(|p| own.as_deref() != Some(*p))
+                .and_then(|p| policy.partner_by_identity(p))
+                .map(|p| p.id.clone());
+            about.push(producer.or_else(|| facts.and_then(|f| f.source)));
             let q = ObjectQuery {
                 ids: vec![id],
                 versions: last()?,
@@ -225,13 +237,65 @@ impl Node {
                     .map_err(|(_, r)| NodeError::Internal(format!("sighting: {r:?}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.store().ingest(&c.id, &valid, now_us)?;
+        let versions: Vec<phalanx_store::Prepared> = valid
+            .iter()
+            .zip(&about)
+            .map(|(v, about)| {
+                let mut p = phalanx_store::Prepared::of(v);
+                p.facts.about = about.clone();
+                p
+            })
+            .collect();
+        self.store()
+            .ingest_prepared(&c.id, &versions, None, now_us)?;
         self.changed();
+        let mut partners: Vec<String> = about.into_iter().flatten().collect();
+        partners.sort();
+        partners.dedup();
+        self.sightings_feeds(&c.id, &partners)?;
         Ok(merged)
     }
 
-    /// The markings of an indicator's latest stored version (any collection).
-    fn markings_of(&self, indicator: &str) -> Result<Option<Value>> {
+    /// Sightings go back to the partner whose indicator they report on, by federation
+    /// when it is there: a partner this node pushes to gets a push feed of the sightings
+    /// collection to the same remote collection (once; `peer remove` ends it). The
+    /// policy sends it only the sightings about its own indicators, as its agreements
+    /// allow.
+    fn sightings_feeds(&self, sightings: &str, partners: &[String]) -> Result<()> {
+        if partners.is_empty() {
+            return Ok(());
+        }
+        let feeds = self.store().feeds()?;
+        for p in partners {
+            let push = |f: &&phalanx_store::Feed| {
+                f.partner == *p && f.direction == phalanx_store::FeedDirection::Push
+            };
+            if feeds.iter().filter(push).any(|f| f.local == sightings) {
+                continue;
+            }
+            let Some(remote) = feeds.iter().find(push).map(|f| f.remote.clone()) else {
+                continue;
+            };
+            match self.add_feed(
+                p,
+                phalanx_store::FeedDirection::Push,
+                &remote,
+                sightings,
+                None,
+            ) {
+                Ok(_) | Err(NodeError::BadRequest(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The markings (`object_marking_refs`) and sharing facts of an indicator's latest
+    /// stored version (any collection).
+    fn indicator_facts(
+        &self,
+        indicator: &str,
+    ) -> Result<(Option<Value>, Option<phalanx_policy::Facts>)> {
         for c in self.store().collections(None)? {
             let q = ObjectQuery {
                 ids: vec![indicator.to_owned()],
@@ -240,10 +304,10 @@ impl Node {
             };
             if let Some(o) = self.store().query(&q)?.items.into_iter().next() {
                 let v: Value = serde_json::from_str(&o.raw).unwrap_or_default();
-                return Ok(v.get("object_marking_refs").cloned());
+                return Ok((v.get("object_marking_refs").cloned(), Some(o.facts)));
             }
         }
-        Ok(None)
+        Ok((None, None))
     }
 }
 

@@ -89,6 +89,7 @@ fn notice_for(
     let (valid, _) = phalanx_stix::validate(parsed).ok()?;
     let mut p = Prepared::of(&valid);
     p.facts.path = deleted.path.clone();
+    p.facts.about = deleted.about.map(str::to_owned);
     Some(p)
 }
 
@@ -148,6 +149,7 @@ impl Node {
             raw: &earlier.raw,
             source: None,
             path: Vec::new(),
+            about: earlier.facts.about.as_deref(),
         };
         let signer = self.own_identity()?;
         let Some(p) = notice_for(&d, signer.as_deref(), date_added, "superseded") else {

@@ -250,6 +250,7 @@ fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
             raw: o.raw(),
             source: None,
             path: vec![],
+            about: None,
         };
         phalanx_node::recall::notice(
             &d,
@@ -288,6 +289,7 @@ fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
         raw: w.raw(),
         source: None,
         path: vec![],
+        about: None,
     };
     node.add_partner(
         &Partner {
@@ -374,6 +376,7 @@ fn a_pulled_page_does_not_keep_a_version_its_own_recall_follows() {
         raw: v.raw(),
         source: None,
         path: vec![],
+        about: None,
     };
     let mut notice: serde_json::Value = serde_json::from_str(
         &phalanx_node::recall::notice(

@@ -106,6 +106,9 @@ pub enum Reason<'a> {
     OnwardNotAllowed(&'a str),
     /// Active blocking needs PAP:CLEAR or PAP:GREEN.
     PapForbidsBlocking(Pap),
+    /// It reports on this partner's data (a sighting of its indicator): it goes to that
+    /// partner only.
+    ReportsOn(&'a str),
 }
 
 impl fmt::Display for Reason<'_> {
@@ -150,6 +153,10 @@ impl fmt::Display for Reason<'_> {
                 f,
                 "{}: active blocking needs PAP:CLEAR or PAP:GREEN",
                 p.label()
+            ),
+            Reason::ReportsOn(p) => write!(
+                f,
+                "it reports on partner {p}'s data (a sighting of its indicator): it goes to {p} only"
             ),
         }
     }
@@ -399,6 +406,15 @@ impl Policy {
             if let Some(src) = &s.facts.source {
                 tr.step(format!("provenance: received from partner {src}"));
             }
+        }
+        if let Some(about) = s.facts.about.as_deref()
+            && to != Recipient::Local
+            && to != Recipient::Partner(about)
+        {
+            if T::ON {
+                tr.step(format!("it reports on partner {about}'s data"));
+            }
+            return deny(Reason::ReportsOn(about));
         }
         let sent_by_recipient =
             matches!(to, Recipient::Partner(p) if s.facts.source.as_deref() == Some(p));

@@ -46,6 +46,11 @@ pub struct Facts {
     /// attestation (see [`crate::provenance`]); federation never sends a version to a
     /// node on its path.
     pub path: Vec<String>,
+    /// The partner whose data this version reports on — a sighting of an indicator
+    /// that partner produced. It goes to that partner only (as its agreements allow),
+    /// never to a third party: what a partner shared, and that it was seen here, stay
+    /// between the two.
+    pub about: Option<String>,
 }
 
 impl Facts {
@@ -89,6 +94,7 @@ impl Facts {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             path: Vec::new(),
+            about: None,
         }
     }
 

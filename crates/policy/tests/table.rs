@@ -268,6 +268,7 @@ enum R<'a> {
     NoOnward(Tlp),
     OnwardNotAllowed(&'a str),
     PapForbids(Pap),
+    ReportsOn(&'a str),
 }
 
 fn r<'a>(reason: &Reason<'a>) -> R<'a> {
@@ -284,6 +285,7 @@ fn r<'a>(reason: &Reason<'a>) -> R<'a> {
         Reason::NoOnward(t) => R::NoOnward(t),
         Reason::OnwardNotAllowed(s) => R::OnwardNotAllowed(s),
         Reason::PapForbidsBlocking(p) => R::PapForbids(p),
+        Reason::ReportsOn(p) => R::ReportsOn(p),
     }
 }
 
@@ -749,6 +751,40 @@ fn onward_sharing() {
     for (what, specs, tlp, to, purpose, want) in &rows {
         let policy = policy(specs);
         let o = obj(*tlp).from("src");
+        expect(&policy, *to, &o, *purpose, now, want, what);
+    }
+}
+
+/// A sighting of partner p's indicator reports on p's data: it goes to p only (as an
+/// agreement with p allows it), never to a third party, whatever covers it.
+#[test]
+fn a_report_on_a_partners_data_goes_to_that_partner_only() {
+    use R::*;
+    use Want::*;
+    let a = Tlp::Amber;
+    let ap = || spec("a-p", &["p"]);
+    let aq = || spec("a-q", &["q"]).onward("community");
+    let p = Recipient::Partner("p");
+    let q = Recipient::Partner("q");
+    let fed = Purpose::Federate;
+    #[rustfmt::skip]
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(&str, Vec<Spec>, Option<Tlp>, Recipient, Purpose, Want)> = vec![
+        ("to its subject, covered", vec![ap(), aq()], Some(a), p, fed, A(Covered("a-p"))),
+        ("to its subject, GREEN", vec![ap()], Some(Tlp::Green), p, fed, A(Community("a-p"))),
+        ("to its subject, agreement does not reach the TLP", vec![ap().max("GREEN")], Some(a), p, fed, D(NoCovering(a))),
+        ("to its subject, no agreement", vec![aq()], Some(a), p, fed, D(NoCovering(a))),
+        ("to a third party that an agreement covers", vec![ap(), aq()], Some(a), q, fed, D(ReportsOn("p"))),
+        ("to a third party, read", vec![ap(), aq()], Some(a), q, Purpose::Read, D(ReportsOn("p"))),
+        ("to a third party, even CLEAR", vec![ap(), aq()], Some(Tlp::Clear), q, fed, D(ReportsOn("p"))),
+        ("to an outsider, even CLEAR", vec![], Some(Tlp::Clear), Recipient::Outsider("some-isp"), fed, D(ReportsOn("p"))),
+        ("own organisation", vec![], Some(Tlp::Red), Recipient::Local, fed, A(Own)),
+    ];
+    let now = us(MID);
+    for (what, specs, tlp, to, purpose, want) in &rows {
+        let policy = policy(specs);
+        let mut o = obj(*tlp);
+        o.facts.about = Some("p".into());
         expect(&policy, *to, &o, *purpose, now, want, what);
     }
 }

@@ -514,6 +514,8 @@ pub struct Deleted<'a> {
     pub source: Option<&'a str>,
     /// The nodes it passed before this one.
     pub path: Vec<String>,
+    /// The partner whose data it reported on.
+    pub about: Option<&'a str>,
 }
 
 /// Makes the recall notice of a deleted version (`None`: none).

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE api_roots (
@@ -169,6 +169,13 @@ ALTER TABLE objects ADD COLUMN path TEXT;
 ALTER TABLE tombstones ADD COLUMN path TEXT;
 ";
 
+/// Version 8: the partner whose data a version reports on (a sighting of its
+/// indicator), which alone may receive it.
+const SCHEMA_V8: &str = "
+ALTER TABLE objects ADD COLUMN about TEXT;
+ALTER TABLE tombstones ADD COLUMN about TEXT;
+";
+
 /// The SQLite store. One connection behind a mutex: SQLite has a single writer anyway,
 /// and WAL lets other processes (a CLI next to a running server) read meanwhile.
 pub struct SqliteStore {
@@ -290,7 +297,7 @@ impl SqliteStore {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6} {SCHEMA_V7} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} {SCHEMA_V6} {SCHEMA_V7} {SCHEMA_V8} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             // Each step brings a store from version n to n + 1; all in one transaction.
@@ -304,7 +311,8 @@ impl SqliteStore {
                         3 => tx.execute_batch(SCHEMA_V4)?,
                         4 => tx.execute_batch(SCHEMA_V5)?,
                         5 => tx.execute_batch(SCHEMA_V6)?,
-                        _ => tx.execute_batch(SCHEMA_V7)?,
+                        6 => tx.execute_batch(SCHEMA_V7)?,
+                        _ => tx.execute_batch(SCHEMA_V8)?,
                     }
                 }
                 if version < 6 {
@@ -437,7 +445,7 @@ impl SqliteStore {
     fn select(&self, q: &ObjectQuery, with_raw: bool) -> Result<Page<StoredObject>> {
         let mut sql = String::from("SELECT stix_id, type, spec_version, version, date_added, ");
         sql.push_str(if with_raw { "raw" } else { "''" });
-        sql.push_str(", tlp, pap, labels, granular, source, producer, path");
+        sql.push_str(", tlp, pap, labels, granular, source, producer, path, about");
         sql.push_str(" FROM objects WHERE collection = ?");
         let conn = self.reader()?;
         let mut args: Vec<rusqlite::types::Value> = vec![self.seq(&conn, &q.collection)?.into()];
@@ -562,8 +570,8 @@ fn insert_one(
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO objects (collection, stix_id, id_hash, type, spec_version, vkey, version, date_added, raw,
-                 tlp, pap, labels, granular, source, producer, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 tlp, pap, labels, granular, source, producer, path, about)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 collection,
@@ -582,6 +590,7 @@ fn insert_one(
                 source,
                 facts.producer,
                 facts.path_text(),
+                facts.about,
             ]);
         or_exists(inserted, || {
             format!("date_added {date_added} in collection {collection}")
@@ -904,7 +913,7 @@ impl Store for SqliteStore {
         // Each deleted version leaves a tombstone in the same transaction, with its facts,
         // so push feeds can recall it from the peers the policy let it go to.
         sql.push_str(
-            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer, path, raw",
+            " RETURNING stix_id, type, version, tlp, pap, labels, granular, source, producer, path, raw, about",
         );
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = {
@@ -923,16 +932,20 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(8)?,
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, String>(10)?,
+                        r.get::<_, Option<String>>(11)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut insert = tx.prepare(
-                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO tombstones (collection, stix_id, type, version, tlp, pap, labels, granular, source, producer, path, about)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
-            for (id, ty, version, tlp, pap, labels, granular, source, producer, path, _) in &rows {
+            for (id, ty, version, tlp, pap, labels, granular, source, producer, path, _, about) in
+                &rows
+            {
                 insert.execute(params![
-                    cseq, id, ty, version, tlp, pap, labels, granular, source, producer, path
+                    cseq, id, ty, version, tlp, pap, labels, granular, source, producer, path,
+                    about
                 ])?;
             }
             // The notices of the deleted versions, stored like any new object.
@@ -941,7 +954,7 @@ impl Store for SqliteStore {
                 [cseq],
                 |r| r.get(0),
             )?;
-            for (id, ty, version, _, _, _, _, source, _, path, raw) in &rows {
+            for (id, ty, version, _, _, _, _, source, _, path, raw, about) in &rows {
                 let deleted = Deleted {
                     id,
                     object_type: ty,
@@ -949,6 +962,7 @@ impl Store for SqliteStore {
                     raw,
                     source: source.as_deref(),
                     path: Facts::parse_path(path.as_deref()),
+                    about: about.as_deref(),
                 };
                 if let Some(n) = notice(&deleted) {
                     let date = now_us.max(last + 1);
@@ -974,7 +988,7 @@ impl Store for SqliteStore {
         let conn = self.reader()?;
         let cseq = self.seq(&conn, collection)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer, path FROM tombstones
+            "SELECT seq, stix_id, type, version, tlp, pap, labels, granular, source, producer, path, about FROM tombstones
              WHERE collection = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         Ok(stmt
@@ -1430,8 +1444,8 @@ fn labels_text(labels: &[String]) -> Option<String> {
     (!labels.is_empty()).then(|| serde_json::to_string(labels).unwrap_or_default())
 }
 
-/// The sharing facts in columns `first..first+7` (tlp, pap, labels, granular, source,
-/// producer, path).
+/// The sharing facts in columns `first..first+8` (tlp, pap, labels, granular, source,
+/// producer, path, about).
 fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts> {
     let corrupt = |what: &str| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -1464,6 +1478,7 @@ fn facts_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Facts
         source: r.get(first + 4)?,
         producer: r.get(first + 5)?,
         path: Facts::parse_path(r.get::<_, Option<String>>(first + 6)?.as_deref()),
+        about: r.get(first + 7)?,
     })
 }
 

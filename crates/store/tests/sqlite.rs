@@ -284,6 +284,7 @@ fn schema_2_stores_migrate_and_their_facts_are_computed() {
              DELETE FROM settings WHERE key = 'policy.generation';
              DROP TABLE feeds; DROP TABLE tombstones; DROP TABLE attested;
              ALTER TABLE objects DROP COLUMN producer; ALTER TABLE objects DROP COLUMN path;
+             ALTER TABLE objects DROP COLUMN about;
              PRAGMA user_version = 2;",
         )
         .unwrap();

@@ -368,6 +368,7 @@ pub fn resolve_at(w: &World, base: i64) -> (Vec<String>, Vec<Agr>, Vec<Obj>) {
                 }),
                 producer: None,
                 path: Vec::new(),
+                about: None,
             },
         })
         .collect();
