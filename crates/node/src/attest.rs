@@ -613,6 +613,16 @@ pub fn check_batch(
         }
         let mut path = before;
         path.extend(hop.map(str::to_owned));
+        if ctx
+            .own_identity
+            .is_some_and(|me| path.iter().any(|h| h == me))
+        {
+            refused.push((
+                i,
+                "its path names this node: it has passed here before (a loop)".into(),
+            ));
+            continue;
+        }
         if path.len() > MAX_PATH {
             refused.push((
                 i,

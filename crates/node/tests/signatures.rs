@@ -321,6 +321,26 @@ fn a_transit_signature_records_the_path_and_cannot_cover_an_altered_copy() {
         "{m}"
     );
 
+    // A path that names this node is a loop: refused.
+    let own = "identity--5e6f7081-92a3-44b5-86c7-d8e9f0a1b2c3".to_owned();
+    node.store()
+        .put_setting(
+            "node.identity",
+            &json!({"type": "identity", "id": own}).to_string(),
+        )
+        .unwrap();
+    let looped = indicator(
+        "indicator--3c4d5e6f-7081-4293-a4b5-c6d7e8f90a1b",
+        "2026-01-01T00:00:00.000Z",
+        "198.51.100.30",
+    );
+    let by_a = attest::attest(&[&looped], &[], IDENTITY, &key_a).unwrap();
+    let by_b = attest::attest(&[&looped], &[IDENTITY.to_owned(), own], B, &key_b).unwrap();
+    let st = post(&[&by_a, &by_b, &looped]);
+    assert_eq!((st.success_count, st.failure_count), (2, 1), "{st:?}");
+    let m = st.failures[0].message.as_deref().unwrap_or("");
+    assert!(m.contains("a loop"), "{m}");
+
     // B's own object, signed by B alone: its path is B.
     let own = indicator(
         "indicator--2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901",
