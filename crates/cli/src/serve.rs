@@ -85,6 +85,8 @@ struct FederationSection {
     page: Option<usize>,
     max_backoff_seconds: Option<u64>,
     timeout_seconds: Option<u64>,
+    /// Days recall notices stay readable for partners that pull [default: 90].
+    recall_notice_days: Option<u64>,
 }
 
 /// `[sharing]`: what the policy assumes for objects without markings.
@@ -178,6 +180,12 @@ fn node_config(a: &ServeArgs, file: &ConfigFile) -> anyhow::Result<NodeConfig> {
         status_retention_us: f
             .status_retention_hours
             .map_or(d.status_retention_us, |h| (h * 3600 * 1_000_000) as i64),
+        notice_retention_us: file
+            .federation
+            .recall_notice_days
+            .map_or(d.notice_retention_us, |days| {
+                i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX)
+            }),
         sharing: file.sharing.defaults()?,
     };
     anyhow::ensure!(

@@ -99,6 +99,9 @@ pub struct NodeConfig {
     pub max_depth: usize,
     /// How long status resources are kept (µs; TAXII asks for at least 24 hours).
     pub status_retention_us: i64,
+    /// How long recall notices are kept for partners that pull (µs; default 90 days): a
+    /// partner whose pull lags longer misses the recall.
+    pub notice_retention_us: i64,
     /// TLP and PAP assumed for objects without those markings (default AMBER/AMBER).
     pub sharing: phalanx_policy::Defaults,
 }
@@ -115,6 +118,7 @@ impl Default for NodeConfig {
             max_objects_per_envelope: 100_000,
             max_depth: 64,
             status_retention_us: 7 * 24 * 3600 * 1_000_000,
+            notice_retention_us: 90 * 24 * 3600 * 1_000_000,
             sharing: phalanx_policy::Defaults::default(),
         }
     }
@@ -1047,6 +1051,13 @@ impl Node {
         Ok(self
             .store
             .purge_statuses(now_us - self.cfg.status_retention_us)?)
+    }
+
+    /// Forgets recall notices older than their retention ([`NodeConfig`]).
+    pub fn purge_notices(&self, now_us: i64) -> Result<usize> {
+        Ok(self
+            .store
+            .purge_notices(now_us - self.cfg.notice_retention_us)?)
     }
 
     fn mac(&self, data: &str) -> String {

@@ -411,3 +411,39 @@ fn a_pulled_page_does_not_keep_a_version_its_own_recall_follows() {
         .collect();
     assert_eq!(ids, [keep.id().to_owned()]);
 }
+
+#[test]
+fn recall_notices_are_kept_for_their_retention_then_forgotten() {
+    let (_dir, node, c) = setup();
+    let now = phalanx_node::now_micros();
+    let (x, y) = (indicator(1, CLEAR), indicator(2, CLEAR));
+    node.store().ingest(&c.id, &[x.clone(), y], now).unwrap();
+    node.delete_object(
+        &phalanx_node::Caller::local_operator(),
+        "default",
+        &c.id,
+        x.id(),
+        "",
+    )
+    .unwrap();
+    let count = |ty: &str| {
+        node.store()
+            .query(&phalanx_store::ObjectQuery {
+                limit: 10,
+                types: vec![ty.to_owned()],
+                ..phalanx_store::ObjectQuery::new(&c.id)
+            })
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(count(phalanx_node::recall::TYPE), 1);
+    // Within the retention (90 days by default): kept.
+    assert_eq!(node.purge_notices(now + 89 * DAY).unwrap(), 0);
+    assert_eq!(count(phalanx_node::recall::TYPE), 1);
+    // After it: forgotten, and nothing else with it (no tombstone, no new notice).
+    assert_eq!(node.purge_notices(now + 91 * DAY).unwrap(), 1);
+    assert_eq!(count(phalanx_node::recall::TYPE), 0);
+    assert_eq!(count("indicator"), 1);
+    assert_eq!(node.store().tombstones(&c.id, None, 10).unwrap().len(), 1);
+}

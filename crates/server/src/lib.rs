@@ -721,14 +721,18 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::new(node.clone()));
     let app = router(node.clone(), metrics);
-    // Forget expired status resources now and then.
+    // Forget expired status resources and recall notices now and then.
     let purger = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
             let n = purger.clone();
-            let _ = tokio::task::spawn_blocking(move || n.purge_statuses(now_micros())).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                n.purge_statuses(now_micros())?;
+                n.purge_notices(now_micros())
+            })
+            .await;
         }
     });
     let tcp = tokio::net::TcpListener::bind(opts.listen)

@@ -652,6 +652,9 @@ pub trait Store: Send + Sync {
     fn status(&self, id: &str) -> Result<Option<StoredStatus>>;
     /// Forgets status resources created before `before_us`; returns how many.
     fn purge_statuses(&self, before_us: i64) -> Result<usize>;
+    /// Forgets recall notices (`x-phalanx-recall`) added before `before_us`, in every
+    /// collection, without tombstones; returns how many.
+    fn purge_notices(&self, before_us: i64) -> Result<usize>;
 
     /// Adds or replaces a partner (removal is `removed = true`: history stays).
     fn put_partner(&self, p: &phalanx_policy::Partner, now_us: i64) -> Result<()>;

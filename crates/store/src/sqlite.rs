@@ -1155,6 +1155,14 @@ impl Store for SqliteStore {
             .execute("DELETE FROM statuses WHERE created < ?1", [before_us])?)
     }
 
+    fn purge_notices(&self, before_us: i64) -> Result<usize> {
+        // Rare (deletions only) and run hourly: a scan of the type column is enough.
+        Ok(self.conn().execute(
+            "DELETE FROM objects WHERE type = ?1 AND date_added < ?2",
+            params![phalanx_policy::provenance::RECALL, before_us],
+        )?)
+    }
+
     fn put_partner(&self, p: &Partner, now_us: i64) -> Result<()> {
         let doc = serde_json::to_string(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut conn = self.conn();
