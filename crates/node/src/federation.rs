@@ -217,24 +217,10 @@ impl Node {
             admin: false,
         };
         // Versions the partner may not receive, of objects that had earlier versions.
-        let candidates: Vec<(String, i64)> = page
-            .items
-            .iter()
-            .filter(|o| o.facts.source.as_deref() != Some(feed.partner.as_str()))
-            .filter(|o| is_later_version(&o.raw))
-            .map(|o| (o.id.clone(), o.date_added))
-            .collect();
+        let later = crate::recall::later_versions(&page.items, &feed.partner);
         let objects = self.egress(&peer, &c, Purpose::Federate, page.items, now_us)?;
-        let going: std::collections::HashSet<(&str, i64)> = objects
-            .iter()
-            .map(|o| (o.id.as_str(), o.date_added))
-            .collect();
-        let hidden: Vec<(String, i64)> = candidates
-            .into_iter()
-            .filter(|(id, date_added)| !going.contains(&(id.as_str(), *date_added)))
-            .collect();
         let recalls: Vec<String> = self
-            .superseded(&peer, &c, &hidden, now_us)?
+            .superseded(&peer, &c, later, &objects, now_us)?
             .into_iter()
             .map(|(id, _, _)| id)
             .collect();

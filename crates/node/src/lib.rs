@@ -723,32 +723,19 @@ impl Node {
             // `superseded` recall notice (TAXII has no other way to tell a puller). Only
             // in unfiltered reads (a feed's), which a notice cannot contradict.
             let unfiltered = q.ids.is_empty() && q.types.is_empty() && q.spec_versions.is_empty();
-            let later: Vec<(String, i64)> = if with_raw && caller.is_peer() && unfiltered {
-                page.items
-                    .iter()
-                    .filter(|o| o.facts.source.as_deref() != Some(caller.org.as_str()))
-                    .filter(|o| federation::is_later_version(&o.raw))
-                    .map(|o| (o.id.clone(), o.date_added))
-                    .collect()
+            let later = if with_raw && caller.is_peer() && unfiltered {
+                recall::later_versions(&page.items, &caller.org)
             } else {
                 Vec::new()
             };
             let visible = self.egress(caller, c, Purpose::Read, page.items, now)?;
-            if later.is_empty() {
+            let mut notices = Vec::new();
+            for (_, date_added, earlier) in self.superseded(caller, c, later, &visible, now)? {
+                notices.extend(self.superseded_notice(&earlier, date_added)?);
+            }
+            if notices.is_empty() {
                 items.extend(visible);
             } else {
-                let shown: std::collections::HashSet<(&str, i64)> = visible
-                    .iter()
-                    .map(|o| (o.id.as_str(), o.date_added))
-                    .collect();
-                let hidden: Vec<(String, i64)> = later
-                    .into_iter()
-                    .filter(|(id, d)| !shown.contains(&(id.as_str(), *d)))
-                    .collect();
-                let mut notices = Vec::new();
-                for (_, date_added, earlier) in self.superseded(caller, c, &hidden, now)? {
-                    notices.extend(self.superseded_notice(&earlier, date_added)?);
-                }
                 let mut merged: Vec<StoredObject> = visible.into_iter().chain(notices).collect();
                 merged.sort_by_key(|o| o.date_added);
                 items.extend(merged);

@@ -93,18 +93,40 @@ fn notice_for(
     Some(p)
 }
 
+/// The later versions among stored rows (id, `date_added`) that did not come from
+/// `partner`: the ones whose hiding from it may need a recall ([`Node::superseded`]).
+pub(crate) fn later_versions(rows: &[StoredObject], partner: &str) -> Vec<(String, i64)> {
+    rows.iter()
+        .filter(|o| o.facts.source.as_deref() != Some(partner))
+        .filter(|o| crate::federation::is_later_version(&o.raw))
+        .map(|o| (o.id.clone(), o.date_added))
+        .collect()
+}
+
 impl Node {
-    /// Of the later versions a partner's node may not receive (`hidden`: id and
-    /// `date_added`), those whose object has an earlier version it may receive — and so
-    /// may hold: each with the earliest such version. The push feed recalls these objects
-    /// with `DELETE`; a pull page carries a `superseded` notice in their place.
+    /// Of the `later` versions ([`later_versions`]) that egress kept from a partner's
+    /// node (those not among `going`, what it let through), those whose object has an
+    /// earlier version the partner may receive — and so may hold: each with the earliest
+    /// such version. The push feed recalls these objects with `DELETE`; a pull page
+    /// carries a `superseded` notice in their place.
     pub(crate) fn superseded(
         &self,
         peer: &crate::Caller,
         c: &phalanx_store::Collection,
-        hidden: &[(String, i64)],
+        later: Vec<(String, i64)>,
+        going: &[StoredObject],
         now_us: i64,
     ) -> Result<Vec<(String, i64, StoredObject)>> {
+        if later.is_empty() {
+            return Ok(Vec::new());
+        }
+        let going: std::collections::HashSet<(&str, i64)> = going
+            .iter()
+            .map(|o| (o.id.as_str(), o.date_added))
+            .collect();
+        let hidden = later
+            .iter()
+            .filter(|(id, d)| !going.contains(&(id.as_str(), *d)));
         let mut out: Vec<(String, i64, StoredObject)> = Vec::new();
         for (id, date_added) in hidden {
             if out.iter().any(|(seen, _, _)| seen == id) {
@@ -192,6 +214,9 @@ impl Node {
         drop: &mut [bool],
         now_us: i64,
     ) -> Result<usize> {
+        if !objects.iter().any(|o| o.object_type() == TYPE) {
+            return Ok(0);
+        }
         let policy = self.policy()?;
         let Some(identity) = policy.partner(source).map(|p| p.identity.clone()) else {
             return Ok(0);

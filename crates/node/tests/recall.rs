@@ -2,8 +2,10 @@
 //! an agreement that was terminated — due `retention_days` after the termination, and
 //! only for what the agreement let go and the policy no longer does.
 
+mod common;
+
 use phalanx_node::{Node, NodeConfig};
-use phalanx_policy::{AgreementStatus, Partner, Sector};
+use phalanx_policy::AgreementStatus;
 use phalanx_store::{FeedDirection, NewCollection, SqliteStore};
 use serde_json::json;
 use std::sync::Arc;
@@ -35,18 +37,11 @@ fn setup() -> (tempfile::TempDir, Node, phalanx_store::Collection) {
     let node = Node::new(Arc::new(store), NodeConfig::default()).unwrap();
     node.bootstrap(1).unwrap();
     node.add_partner(
-        &Partner {
-            id: "cert-b".into(),
-            name: "B".into(),
-            sector: Sector::Government,
-            country: None,
-            contact: None,
-            identity: "identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a".into(),
-            signing_key: None,
-            endpoints: vec![],
-            cert_fingerprints: vec![],
-            removed: false,
-        },
+        &common::partner(
+            "cert-b",
+            "identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a",
+            None,
+        ),
         1,
     )
     .unwrap();
@@ -292,18 +287,11 @@ fn deletions_leave_notices_and_a_partner_recalls_only_what_it_sent() {
         about: None,
     };
     node.add_partner(
-        &Partner {
-            id: "cert-c".into(),
-            name: "C".into(),
-            sector: Sector::Government,
-            country: None,
-            contact: None,
-            identity: "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6".into(),
-            signing_key: None,
-            endpoints: vec![],
-            cert_fingerprints: vec![],
-            removed: false,
-        },
+        &common::partner(
+            "cert-c",
+            "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6",
+            None,
+        ),
         1,
     )
     .unwrap();

@@ -2,7 +2,9 @@
 //! (by a push feed to it, made when it is first needed) and to nobody else.
 
 use phalanx_node::{Caller, Node, NodeConfig};
-use phalanx_policy::{Partner, Sector};
+mod common;
+
+use common::partner;
 use phalanx_store::{Access, FeedDirection, NewCollection, SqliteStore};
 use serde_json::json;
 use std::sync::Arc;
@@ -10,30 +12,19 @@ use std::sync::Arc;
 const AMBER: &str = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
 const B: &str = "identity--0d4e5f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a";
 
-fn partner(id: &str, identity: &str) -> Partner {
-    Partner {
-        id: id.into(),
-        name: id.into(),
-        sector: Sector::Government,
-        country: None,
-        contact: None,
-        identity: identity.into(),
-        signing_key: None,
-        endpoints: vec![],
-        cert_fingerprints: vec![],
-        removed: false,
-    }
-}
-
 #[test]
 fn a_sighting_of_a_partners_indicator_goes_back_to_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("phalanx.db")).unwrap();
     let node = Node::new(Arc::new(store), NodeConfig::default()).unwrap();
     node.bootstrap(1).unwrap();
-    node.add_partner(&partner("cert-b", B), 1).unwrap();
+    node.add_partner(&partner("cert-b", B, None), 1).unwrap();
     node.add_partner(
-        &partner("cert-c", "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6"),
+        &partner(
+            "cert-c",
+            "identity--7d6e5f40-3a2b-4c1d-8e0f-a1b2c3d4e5f6",
+            None,
+        ),
         1,
     )
     .unwrap();
@@ -86,14 +77,19 @@ fn a_sighting_of_a_partners_indicator_goes_back_to_it_alone() {
         .unwrap();
     }
 
-    let sighting = json!({
-        "type": "sighting", "spec_version": "2.1",
-        "id": "sighting--6f1f2c9e-3a7b-4c1d-9e2f-8a7b6c5d4e3f",
-        "created": "2026-01-02T00:00:00.000Z", "modified": "2026-01-02T00:00:00.000Z",
-        "sighting_of_ref": indicator, "count": 3,
-        "first_seen": "2026-01-02T00:00:00Z", "last_seen": "2026-01-02T01:00:00Z",
-    });
-    let stored = node.record_sightings(vec![sighting], now).unwrap();
+    // The sighting of the indicator on day `day` of January, `count` times.
+    let sighting = |day: u32, count: u32| {
+        json!({
+            "type": "sighting", "spec_version": "2.1",
+            "id": "sighting--6f1f2c9e-3a7b-4c1d-9e2f-8a7b6c5d4e3f",
+            "created": "2026-01-02T00:00:00.000Z",
+            "modified": format!("2026-01-{day:02}T00:00:00.000Z"),
+            "sighting_of_ref": indicator, "count": count,
+            "first_seen": format!("2026-01-{day:02}T00:00:00Z"),
+            "last_seen": format!("2026-01-{day:02}T01:00:00Z"),
+        })
+    };
+    let stored = node.record_sightings(vec![sighting(2, 3)], now).unwrap();
     assert_eq!(stored[0]["object_marking_refs"], json!([AMBER]));
 
     // A push feed of the sightings to B's inbox was made; none to C (its indicators
@@ -145,14 +141,7 @@ fn a_sighting_of_a_partners_indicator_goes_back_to_it_alone() {
         e[0].steps
     );
     // Sighting it again merges into the same sighting and makes no second feed.
-    let again = json!({
-        "type": "sighting", "spec_version": "2.1",
-        "id": "sighting--6f1f2c9e-3a7b-4c1d-9e2f-8a7b6c5d4e3f",
-        "created": "2026-01-02T00:00:00.000Z", "modified": "2026-01-03T00:00:00.000Z",
-        "sighting_of_ref": indicator, "count": 2,
-        "first_seen": "2026-01-03T00:00:00Z", "last_seen": "2026-01-03T01:00:00Z",
-    });
-    let stored = node.record_sightings(vec![again], now).unwrap();
+    let stored = node.record_sightings(vec![sighting(3, 2)], now).unwrap();
     assert_eq!(stored[0]["count"], 5);
     let n = node
         .feeds()

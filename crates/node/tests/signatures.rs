@@ -3,8 +3,10 @@
 //! partner's registered key, unsigned objects from a partner that signs, and the node's
 //! own objects coming back are refused.
 
+mod common;
+
 use phalanx_node::{Node, NodeConfig, attest};
-use phalanx_policy::{Partner, Sector};
+use phalanx_policy::Partner;
 use phalanx_store::{Access, NewCollection, SqliteStore};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,19 +32,13 @@ fn envelope(objects: &[&str]) -> Vec<u8> {
     json!({ "objects": objs }).to_string().into_bytes()
 }
 
+/// Partner cert-a, the producer, with its signing key.
 fn partner(key: &ed25519_dalek::SigningKey) -> Partner {
-    Partner {
-        id: "cert-a".into(),
-        name: "A".into(),
-        sector: Sector::Government,
-        country: None,
-        contact: None,
-        identity: IDENTITY.into(),
-        signing_key: Some(phalanx_node::auth::hex(key.verifying_key().as_bytes())),
-        endpoints: vec![],
-        cert_fingerprints: vec![],
-        removed: false,
-    }
+    common::partner(
+        "cert-a",
+        IDENTITY,
+        Some(phalanx_node::auth::hex(key.verifying_key().as_bytes())),
+    )
 }
 
 #[test]
